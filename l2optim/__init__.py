@@ -1,0 +1,45 @@
+"""l2optim: weight decay for PyTorch, correct, complete and easy to choose.
+
+``import l2optim as optim`` can replace ``from torch import optim``: the names this
+package does not define (``lr_scheduler``, ``Adagrad``, ``Optimizer``, …) are
+torch.optim's own.
+"""
+
+from __future__ import annotations
+
+import sys as _sys
+
+import torch.optim as _torch_optim
+
+from l2optim import conversions
+from l2optim._groups import decay_groups
+from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW, with_weight_decay
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SGD",
+    "SGDW",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "RMSpropW",
+    "conversions",
+    "decay_groups",
+    "with_weight_decay",
+]
+
+# ``import l2optim.lr_scheduler`` and ``from l2optim.swa_utils import ...`` work too.
+for _name in ("lr_scheduler", "swa_utils"):
+    _sys.modules.setdefault(f"{__name__}.{_name}", getattr(_torch_optim, _name))
+
+
+def __getattr__(name: str):
+    try:
+        return getattr(_torch_optim, name)
+    except AttributeError:
+        raise AttributeError(f"module 'l2optim' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(dir(_torch_optim)))

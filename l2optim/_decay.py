@@ -1,0 +1,152 @@
+"""The decay rule: coupled L2 and decoupled weight decay on lists of tensors.
+
+This module is the one place that knows the arithmetic of both forms. It knows
+nothing about optimizer classes; they decide *where* in a step the rule sits.
+
+For a parameter p with gradient g, learning rate lr_t and strength λ:
+
+* coupled L2:  g ← g + λ·p, then the base update;
+* decoupled:   p ← p·(1 − s_t·λ), then the base update with g unchanged, where
+  s_t is ``lr_t`` (scaling ``"lr"``), ``lr_t / initial_lr`` (``"schedule"``) or
+  1 (``"none"``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "WEIGHT_DECAY_SCALINGS",
+    "add_coupled_decay",
+    "check_weight_decay",
+    "check_weight_decay_scaling",
+    "decay_scale",
+    "decoupled_factor",
+    "shrink",
+]
+
+#: The allowed values of ``weight_decay_scaling``.
+WEIGHT_DECAY_SCALINGS = ("lr", "schedule", "none")
+
+Scalar = float | Tensor
+
+
+def check_weight_decay(weight_decay: Scalar, where: str = "weight_decay") -> None:
+    """Raise ``ValueError`` unless λ is a finite, non-negative number."""
+    value = float(weight_decay) if isinstance(weight_decay, Tensor) else weight_decay
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"Invalid {where} value: {weight_decay!r} (must be a finite number >= 0)"
+        )
+
+
+def check_weight_decay_scaling(scaling: str, decoupled: bool) -> None:
+    """Raise ``ValueError`` for an unknown scaling, or a scaling the coupled form ignores."""
+    if scaling not in WEIGHT_DECAY_SCALINGS:
+        raise ValueError(
+            f"Invalid weight_decay_scaling: {scaling!r}; allowed values are "
+            + ", ".join(repr(s) for s in WEIGHT_DECAY_SCALINGS)
+        )
+    if scaling != "lr" and not decoupled:
+        # Coupled L2 has no scaling of its own: the base update multiplies λ·p by
+        # whatever it multiplies the gradient by, so a choice here would be ignored.
+        raise ValueError(
+            f"weight_decay_scaling={scaling!r} needs decoupled_weight_decay=True; "
+            "coupled L2 only supports the default 'lr'"
+        )
+
+
+def decay_scale(scaling: str, lr: Scalar, initial_lr: Scalar | None) -> Scalar:
+    """s_t, the multiplier of λ in the decoupled rule p ← p·(1 − s_t·λ)."""
+    if scaling == "lr":
+        return lr
+    if scaling == "schedule":
+        if initial_lr is None or initial_lr == 0:
+            raise ValueError(
+                "weight_decay_scaling='schedule' needs a non-zero initial learning rate"
+            )
+        return lr / initial_lr
+    if scaling == "none":
+        return 1.0
+    check_weight_decay_scaling(scaling, decoupled=True)
+    raise AssertionError("unreachable")
+
+
+def decoupled_factor(scale: Scalar, weight_decay: Scalar) -> Scalar:
+    """The multiplier 1 − s_t·λ that decoupled decay applies to each parameter."""
+    return 1 - scale * weight_decay
+
+
+def _by_device(tensors: Sequence[Tensor], *others: Sequence[Tensor]):
+    """Group positions by (device, dtype), as multi-tensor kernels need."""
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
+    for i, t in enumerate(tensors):
+        groups[(t.device, t.dtype)].append(i)
+    for indices in groups.values():
+        yield [tensors[i] for i in indices], *[[o[i] for i in indices] for o in others]
+
+
+def shrink(
+    params: Sequence[Tensor],
+    factor: Scalar,
+    *,
+    found_inf: Tensor | None = None,
+    foreach: bool = True,
+) -> None:
+    """Decoupled decay in place: p ← p·factor for every tensor in ``params``.
+
+    ``found_inf`` (a one-element tensor from ``GradScaler``) turns the step into a
+    no-op on the device, without a host synchronisation, when a gradient overflowed.
+    """
+    if not params:
+        return
+    if found_inf is not None:
+        # factor where found_inf == 0, exactly 1 where it is 1.
+        keep = 1 - found_inf.to(torch.float32)
+        factor = 1 + (torch.as_tensor(factor, device=found_inf.device) - 1) * keep
+    for device_params, in _by_device(params):
+        device = device_params[0].device
+        device_factor = factor.to(device) if isinstance(factor, Tensor) else factor
+        if foreach:
+            torch._foreach_mul_(device_params, device_factor)
+        else:
+            for p in device_params:
+                p.mul_(device_factor)
+
+
+def add_coupled_decay(
+    grads: Sequence[Tensor],
+    params: Sequence[Tensor],
+    weight_decay: Scalar,
+    *,
+    maximize: bool = False,
+    grad_scale: Tensor | None = None,
+    foreach: bool = True,
+) -> list[Tensor]:
+    """Coupled L2: new gradients g + λ·p (``grads`` are left untouched).
+
+    With ``maximize`` the base update ascends −g, so the penalty enters as g − λ·p and
+    still pulls the weights towards zero. With ``grad_scale`` (gradients still scaled
+    by ``GradScaler``) the penalty is scaled alike.
+    """
+    alpha: Scalar = -weight_decay if maximize else weight_decay
+    if grad_scale is not None:
+        alpha = grad_scale * alpha
+    out: list[Tensor] = [None] * len(grads)  # type: ignore[list-item]
+    positions = list(range(len(grads)))
+    for device_grads, device_params, device_pos in _by_device(grads, params, positions):
+        device_alpha = alpha.to(device_grads[0].device) if isinstance(alpha, Tensor) else alpha
+        if foreach and not isinstance(device_alpha, Tensor):
+            new = torch._foreach_add(device_grads, device_params, alpha=device_alpha)
+        elif foreach:
+            new = torch._foreach_add(device_grads, torch._foreach_mul(device_params, device_alpha))
+        else:
+            new = [g + device_alpha * p for g, p in zip(device_grads, device_params, strict=True)]
+        for i, g in zip(device_pos, new, strict=True):
+            out[i] = g
+    return out
