@@ -1,1 +1,348 @@
-"""Conversions between weight-decay conventions."""
+r"""Conversions between weight-decay conventions.
+
+Every function here is pure arithmetic on Python numbers. The conventions:
+
+* **coupled** λ_c: the gradient becomes g + λ_c·θ (``decoupled_weight_decay=False``);
+* **decoupled** λ: θ ← θ·(1 − s_t·λ) before the base update, s_t set by
+  ``weight_decay_scaling`` (``"lr"``: s_t = lr_t; ``"schedule"``: s_t = lr_t/initial_lr;
+  ``"none"``: s_t = 1);
+* **torch's** λ: the decoupled λ with ``"lr"`` scaling, the one ``torch.optim.AdamW`` takes;
+* **the paper's** λ (Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
+  ICLR 2019): θ ← θ − η_t·(α·u_t + λ·θ), η_t the schedule multiplier and α the base
+  learning rate; it is the decoupled λ with ``"schedule"`` scaling.
+
+Examples:
+    >>> from l2optim import conversions
+    >>> conversions.coupled_from_decoupled(1e-3, lr=0.1, momentum=0.5)
+    0.0005
+    >>> conversions.torch_from_paper(0.025, lr=1e-3)
+    25.0
+"""
+
+from __future__ import annotations
+
+import math
+
+from l2optim import _decay
+
+__all__ = [
+    "adamw_timescale",
+    "coupled_from_decoupled",
+    "decoupled_from_coupled",
+    "normalized_weight_decay",
+    "paper_from_torch",
+    "torch_from_paper",
+    "weight_decay_from_normalized",
+    "weight_decay_from_timescale",
+]
+
+
+# -- argument checks -------------------------------------------------------------------
+
+
+def _as_real(name: str, value: float) -> float:
+    try:
+        real = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not math.isfinite(real):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return real
+
+
+def _non_negative(name: str, value: float) -> float:
+    real = _as_real(name, value)
+    if real < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return real
+
+
+def _positive(name: str, value: float) -> float:
+    real = _as_real(name, value)
+    if real <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return real
+
+
+def _unit_interval(name: str, value: float) -> float:
+    real = _as_real(name, value)
+    if not 0 <= real < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return real
+
+
+def _count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) and not (
+        isinstance(value, float) and value.is_integer()
+    ):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")
+    return int(value)
+
+
+def _batch_fraction(batch_size: int, n_samples: int) -> float:
+    """b/N, the fraction of the training set one step sees."""
+    batch = _count("batch_size", batch_size)
+    samples = _count("n_samples", n_samples)
+    if batch > samples:
+        raise ValueError(
+            f"batch_size must be in [1, n_samples={samples}], got {batch_size!r}"
+        )
+    return batch / samples
+
+
+# -- coupled ⇄ decoupled for SGD ------------------------------------------------------------
+
+
+def _coupled_per_decoupled(
+    lr: float, momentum: float, dampening: float, weight_decay_scaling: str, initial_lr: float | None
+) -> float:
+    r"""The ratio λ_c/λ = s·(1 − μ) / (lr·(1 − d)), arguments checked."""
+    lr = _positive("lr", lr)
+    momentum = _unit_interval("momentum", momentum)
+    dampening = _unit_interval("dampening", dampening)
+    _decay.check_weight_decay_scaling(weight_decay_scaling, decoupled=True)
+    start_lr = lr if initial_lr is None else _positive("initial_lr", initial_lr)
+    scale = _decay.decay_scale(weight_decay_scaling, lr, start_lr)
+    return scale * (1 - momentum) / (lr * (1 - dampening))
+
+
+def coupled_from_decoupled(
+    weight_decay: float,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay_scaling: str = "lr",
+    initial_lr: float | None = None,
+) -> float:
+    r"""The coupled λ_c whose SGD fixed point is that of decoupled SGD with λ.
+
+    Torch's SGD keeps a buffer b_t = μ·b_{t−1} + (1 − d)·g_t and steps θ ← θ − lr·b_t
+    (with Nesterov, θ ← θ − lr·(g_t + μ·b_t), where torch requires d = 0). Decoupled
+    decay first shrinks θ ← θ·(1 − s·λ). At a fixed point at constant lr,
+    b = (1 − d)·g/(1 − μ) (with Nesterov, g + μ·b = g/(1 − μ), the same when d = 0)
+    and s·λ·θ = −lr·b, so g + λ_c·θ = 0 with
+
+    .. math::
+        \lambda_c = \frac{s\,\lambda\,(1-\mu)}{\mathrm{lr}\,(1-d)},
+
+    that is, the stationarity condition of the loss plus (λ_c/2)·‖θ‖². By scaling:
+
+    * ``"lr"`` (s = lr): λ_c = λ·(1 − μ)/(1 − d); without momentum λ_c = λ, and the
+      two forms are the same update, step for step;
+    * ``"schedule"`` (s = lr/initial_lr): λ_c = λ·(1 − μ)/(initial_lr·(1 − d)); the
+      constant lr cancels;
+    * ``"none"`` (s = 1): λ_c = λ·(1 − μ)/(lr·(1 − d)).
+
+    The trajectories of the two forms differ whenever μ > 0; only the fixed point is
+    shared. Adam and RMSprop have no such equivalent: full batch, their decoupled
+    form approaches the box ‖θ‖∞ ≤ 1/λ, not a ridge solution.
+
+    Args:
+        weight_decay: the decoupled λ, >= 0.
+        lr: the constant learning rate at which the fixed point is reached, > 0.
+        momentum: μ, in [0, 1).
+        dampening: d, in [0, 1).
+        weight_decay_scaling: ``"lr"``, ``"schedule"`` or ``"none"``, as for the optimizers.
+        initial_lr: the learning rate the schedule started from (``"schedule"`` only
+            reads it), > 0; defaults to ``lr``, as when no scheduler changed it.
+
+    Returns:
+        λ_c, the ``weight_decay`` of ``l2optim.SGD`` with the default coupled form.
+    """
+    decoupled = _non_negative("weight_decay", weight_decay)
+    ratio = _coupled_per_decoupled(lr, momentum, dampening, weight_decay_scaling, initial_lr)
+    return decoupled * ratio
+
+
+def decoupled_from_coupled(
+    weight_decay: float,
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay_scaling: str = "lr",
+    initial_lr: float | None = None,
+) -> float:
+    r"""The decoupled λ whose SGD fixed point is that of coupled SGD with λ_c.
+
+    The inverse of :func:`coupled_from_decoupled`:
+
+    .. math::
+        \lambda = \frac{\lambda_c\,\mathrm{lr}\,(1-d)}{s\,(1-\mu)},
+
+    with s = lr (``"lr"``), lr/initial_lr (``"schedule"``) or 1 (``"none"``).
+
+    Args:
+        weight_decay: the coupled λ_c, >= 0.
+        lr, momentum, dampening, weight_decay_scaling, initial_lr: as in
+            :func:`coupled_from_decoupled`.
+
+    Returns:
+        λ, the ``weight_decay`` of ``l2optim.SGD`` with ``decoupled_weight_decay=True``.
+    """
+    coupled = _non_negative("weight_decay", weight_decay)
+    ratio = _coupled_per_decoupled(lr, momentum, dampening, weight_decay_scaling, initial_lr)
+    return coupled / ratio
+
+
+# -- torch ⇄ paper ---------------------------------------------------------------------
+
+
+def torch_from_paper(weight_decay: float, *, lr: float) -> float:
+    r"""Torch's λ from the λ of Loshchilov & Hutter (ICLR 2019).
+
+    The paper decays by η_t·λ per step, η_t the schedule multiplier; torch decays by
+    lr_t·λ_torch with lr_t = η_t·α, α the base learning rate. Equal decay per step:
+
+    .. math::
+        \lambda_{\text{torch}} = \lambda_{\text{paper}} / \alpha.
+
+    ``weight_decay_scaling="schedule"`` takes the paper's λ as it is.
+
+    Args:
+        weight_decay: the paper's λ, >= 0.
+        lr: α, the base learning rate (torch's lr where η_t = 1), > 0.
+    """
+    return _non_negative("weight_decay", weight_decay) / _positive("lr", lr)
+
+
+def paper_from_torch(weight_decay: float, *, lr: float) -> float:
+    r"""The λ of Loshchilov & Hutter (ICLR 2019) from torch's λ.
+
+    The inverse of :func:`torch_from_paper`:
+    :math:`\lambda_{\text{paper}} = \alpha\,\lambda_{\text{torch}}`.
+
+    Args:
+        weight_decay: torch's λ (``torch.optim.AdamW``'s ``weight_decay``), >= 0.
+        lr: α, the base learning rate (torch's lr where η_t = 1), > 0.
+    """
+    return _non_negative("weight_decay", weight_decay) * _positive("lr", lr)
+
+
+# -- normalised weight decay -----------------------------------------------------------
+
+
+def _normalization(batch_size: int, n_samples: int, n_epochs: float) -> float:
+    """√(b/(B·T)), arguments checked."""
+    fraction = _batch_fraction(batch_size, n_samples)
+    return math.sqrt(fraction / _positive("n_epochs", n_epochs))
+
+
+def weight_decay_from_normalized(
+    weight_decay_norm: float, *, batch_size: int, n_samples: int, n_epochs: float
+) -> float:
+    r"""λ from the normalised weight decay of Loshchilov & Hutter (ICLR 2019, appendix).
+
+    .. math::
+        \lambda = \lambda_{\text{norm}} \sqrt{\frac{b}{B\,T}},
+
+    b the batch size, B the number of training points and T the number of epochs,
+    so that one λ_norm suits runs of any length and batch size. λ is the paper's
+    (decay η_t·λ per step; see :func:`torch_from_paper`).
+
+    Args:
+        weight_decay_norm: λ_norm, >= 0.
+        batch_size: b, an integer in [1, n_samples].
+        n_samples: B, a positive integer.
+        n_epochs: T, > 0 (a fraction of an epoch is allowed).
+    """
+    norm = _non_negative("weight_decay_norm", weight_decay_norm)
+    return norm * _normalization(batch_size, n_samples, n_epochs)
+
+
+def normalized_weight_decay(
+    weight_decay: float, *, batch_size: int, n_samples: int, n_epochs: float
+) -> float:
+    r"""The normalised weight decay λ_norm of λ (Loshchilov & Hutter, ICLR 2019, appendix).
+
+    The inverse of :func:`weight_decay_from_normalized`:
+
+    .. math::
+        \lambda_{\text{norm}} = \lambda \sqrt{\frac{B\,T}{b}}.
+
+    Args:
+        weight_decay: λ, the paper's, >= 0.
+        batch_size, n_samples, n_epochs: as in :func:`weight_decay_from_normalized`.
+    """
+    decay = _non_negative("weight_decay", weight_decay)
+    return decay / _normalization(batch_size, n_samples, n_epochs)
+
+
+# -- AdamW time scale ------------------------------------------------------------------
+
+
+def _iterations_per_unit(batch_size: int | None, n_samples: int | None) -> float:
+    """Iterations in one unit of the time scale: 1 (iterations) or N/b (epochs)."""
+    if batch_size is None and n_samples is None:
+        return 1.0
+    if batch_size is None or n_samples is None:
+        raise ValueError(
+            "batch_size and n_samples go together: give both for a time scale in epochs, "
+            "neither for one in iterations"
+        )
+    return 1 / _batch_fraction(batch_size, n_samples)
+
+
+def adamw_timescale(
+    weight_decay: float,
+    *,
+    lr: float,
+    batch_size: int | None = None,
+    n_samples: int | None = None,
+) -> float:
+    r"""The time scale of AdamW's weight average (Wang & Aitchison, 2024).
+
+    With torch's convention θ ← (1 − η·λ)·θ − η·u_t, the weights are an exponential
+    moving average of the updates over
+
+    .. math::
+        \tau_{\text{iter}} = \frac{1}{\eta\,\lambda}
+        \quad\text{iterations, or}\quad
+        \tau_{\text{epoch}} = \tau_{\text{iter}}\,\frac{b}{N}
+        \quad\text{epochs}.
+
+    Wang & Aitchison, "How to set AdamW's weight decay as you scale model and dataset
+    size" (arXiv:2405.13698) find the best τ_epoch nearly constant as models and data
+    grow. For ``weight_decay_scaling="none"`` pass ``lr=1``.
+
+    Args:
+        weight_decay: torch's λ, > 0.
+        lr: η, the learning rate, > 0.
+        batch_size: b, an integer in [1, n_samples]; give it with ``n_samples`` for
+            τ_epoch, leave both out for τ_iter.
+        n_samples: N, the number of training points.
+
+    Returns:
+        τ_epoch when ``batch_size`` and ``n_samples`` are given, else τ_iter.
+    """
+    decay = _positive("weight_decay", weight_decay)
+    iterations = 1 / (_positive("lr", lr) * decay)
+    return iterations / _iterations_per_unit(batch_size, n_samples)
+
+
+def weight_decay_from_timescale(
+    timescale: float,
+    *,
+    lr: float,
+    batch_size: int | None = None,
+    n_samples: int | None = None,
+) -> float:
+    r"""Torch's λ that gives AdamW a chosen time scale (Wang & Aitchison, 2024).
+
+    The inverse of :func:`adamw_timescale`:
+
+    .. math::
+        \lambda = \frac{1}{\eta\,\tau_{\text{iter}}},
+        \qquad \tau_{\text{iter}} = \tau_{\text{epoch}}\,\frac{N}{b}.
+
+    Args:
+        timescale: τ in epochs when ``batch_size`` and ``n_samples`` are given, else in
+            iterations, > 0.
+        lr, batch_size, n_samples: as in :func:`adamw_timescale`.
+    """
+    tau = _positive("timescale", timescale)
+    iterations = tau * _iterations_per_unit(batch_size, n_samples)
+    return 1 / (_positive("lr", lr) * iterations)
