@@ -14,6 +14,8 @@ import torch.optim as _torch_optim
 from l2optim import conversions
 from l2optim._groups import decay_groups
 from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW, with_weight_decay
+from l2optim._ridge import RidgeCVResult, ridge_cv
+from l2optim._search import LambdaSearch, ObjectiveError, select_lambda
 
 __version__ = "0.1.0"
 
@@ -22,10 +24,15 @@ __all__ = [
     "SGDW",
     "Adam",
     "AdamW",
+    "LambdaSearch",
+    "ObjectiveError",
     "RMSprop",
     "RMSpropW",
+    "RidgeCVResult",
     "conversions",
     "decay_groups",
+    "ridge_cv",
+    "select_lambda",
     "with_weight_decay",
 ]
 
