@@ -11,11 +11,13 @@ import sys as _sys
 
 import torch.optim as _torch_optim
 
-from l2optim import conversions
+from l2optim import conversions, data
 from l2optim._groups import decay_groups
+from l2optim._kfold import KFoldObjective, kfold_objective, kfold_splits
 from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW, with_weight_decay
 from l2optim._ridge import RidgeCVResult, ridge_cv
 from l2optim._search import LambdaSearch, ObjectiveError, select_lambda
+from l2optim._trainer import FoldTrainer
 
 __version__ = "0.1.0"
 
@@ -26,13 +28,18 @@ __all__ = [
     "AdamW",
     "LambdaSearch",
     "ObjectiveError",
+    "FoldTrainer",
+    "KFoldObjective",
     "RMSprop",
     "RMSpropW",
     "RidgeCVResult",
     "conversions",
+    "data",
     "decay_groups",
     "ridge_cv",
     "select_lambda",
+    "kfold_objective",
+    "kfold_splits",
     "with_weight_decay",
 ]
 

@@ -1,0 +1,163 @@
+"""K-fold cross-validation objectives whose folds run on any executor."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+
+__all__ = ["KFoldObjective", "kfold_objective", "kfold_splits"]
+
+#: ``fit_score(lam, train_idx, test_idx) -> float``: train with strength ``lam`` on the
+#: samples ``train_idx``, return the validation loss on ``test_idx`` (lower is better).
+FitScore = Callable[[float, np.ndarray, np.ndarray], float]
+
+
+def kfold_splits(
+    n_samples: int, folds: int = 5, *, shuffle: bool = True, random_state: int | None = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split ``range(n_samples)`` into ``folds`` (train, test) index pairs.
+
+    The test sets partition the samples; their sizes differ by at most one, the first
+    ``n_samples % folds`` folds holding the extra sample (as scikit-learn's ``KFold``).
+    Each train set is the complement of its test set; both are sorted.
+
+    Args:
+        n_samples: how many samples there are.
+        folds: how many folds, 2 ≤ folds ≤ n_samples.
+        shuffle: assign samples to folds at random (otherwise in contiguous blocks).
+        random_state: seed of the shuffle; the same seed gives the same folds.
+
+    Raises:
+        ValueError: ``folds`` or ``n_samples`` out of range.
+    """
+    n_samples = _check_count("n_samples", n_samples, low=1)
+    folds = _check_count("folds", folds, low=2)
+    if folds > n_samples:
+        raise ValueError(f"folds must be between 2 and n_samples={n_samples}, got {folds}")
+    order = np.arange(n_samples)
+    if shuffle:
+        order = np.random.default_rng(random_state).permutation(n_samples)
+    splits = []
+    for test in np.array_split(order, folds):
+        in_test = np.zeros(n_samples, dtype=bool)
+        in_test[test] = True
+        splits.append((np.flatnonzero(~in_test), np.flatnonzero(in_test)))
+    return splits
+
+
+class KFoldObjective:
+    """``objective(lam)``: the per-fold validation losses of ``fit_score`` at ``lam``.
+
+    Made by :func:`kfold_objective`; see there. Calling it submits one task per fold to
+    the executor (or runs them in turn without one) and returns the scores in fold
+    order, as a tuple of floats.
+
+    It pickles (so it can itself be shipped to a worker), provided ``fit_score`` does;
+    an executor does not travel between processes, so an unpickled copy runs its folds
+    serially.
+    """
+
+    def __init__(
+        self,
+        fit_score: FitScore,
+        splits: list[tuple[np.ndarray, np.ndarray]],
+        executor: Executor | None = None,
+    ) -> None:
+        self.fit_score = fit_score
+        self.splits = splits
+        self.executor = executor
+
+    @property
+    def folds(self) -> int:
+        """How many folds (= how many scores a call returns)."""
+        return len(self.splits)
+
+    def __call__(self, lam: float) -> tuple[float, ...]:
+        lam = float(lam)
+        if self.executor is None:
+            return tuple(float(self.fit_score(lam, train, test)) for train, test in self.splits)
+        futures = [
+            self.executor.submit(self.fit_score, lam, train, test) for train, test in self.splits
+        ]
+        try:
+            return tuple(float(future.result()) for future in futures)
+        finally:
+            # A failed fold leaves no orphaned work behind on the executor.
+            for future in futures:
+                future.cancel()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "executor": None}
+
+    def __repr__(self) -> str:
+        return (
+            f"KFoldObjective(fit_score={self.fit_score!r}, folds={self.folds}, "
+            f"executor={self.executor!r})"
+        )
+
+
+def kfold_objective(
+    fit_score: FitScore,
+    n_samples: int,
+    *,
+    folds: int = 5,
+    shuffle: bool = True,
+    random_state: int | None = 0,
+    executor: Executor | None = None,
+) -> KFoldObjective:
+    r"""Turn "train on these samples, score on those" into a k-fold CV objective of λ.
+
+    The returned ``objective(lam)`` gives the k validation losses
+    :math:`(s_1(\lambda), \dots, s_k(\lambda))`, one per fold, which is what
+    :func:`l2optim.select_lambda` takes to compute the CV mean
+    :math:`\bar s(\lambda) = \frac1k \sum_j s_j(\lambda)`, its standard error and the
+    one-standard-error rule. Every λ uses the same folds.
+
+    Args:
+        fit_score: ``fit_score(lam, train_idx, test_idx) -> float``, called once per fold
+            with integer numpy index arrays; it trains on ``train_idx`` with strength
+            ``lam`` and returns the validation loss on ``test_idx``. With an executor it
+            runs in other processes, so it must pickle: a module-level function, a
+            :func:`functools.partial` of one, or an instance of a module-level class
+            such as :class:`l2optim.FoldTrainer` (dask's executor also takes closures).
+        n_samples: how many samples the indices refer to.
+        folds: k, with 2 ≤ k ≤ n_samples.
+        shuffle: assign samples to folds at random (otherwise in contiguous blocks).
+        random_state: seed of that shuffle.
+        executor: any :class:`concurrent.futures.Executor` to run the folds of one λ
+            concurrently: a :class:`~concurrent.futures.ProcessPoolExecutor`, or
+            ``dask.distributed.Client(...).get_executor()`` for a cluster. ``None`` runs
+            them in turn in this process. The executor is the caller's: it is not shut
+            down here.
+
+    Returns:
+        A :class:`KFoldObjective`.
+
+    Example:
+        >>> with ProcessPoolExecutor(2) as pool:
+        ...     objective = kfold_objective(trainer, len(X), folds=5, executor=pool)
+        ...     result = l2optim.select_lambda(objective, bounds=(1e-5, 1.0))
+    """
+    if not callable(fit_score):
+        raise TypeError(f"fit_score must be callable, got {type(fit_score).__name__}")
+    if executor is not None and not isinstance(executor, Executor):
+        # dask's ClientExecutor is a concurrent.futures.Executor subclass too.
+        raise TypeError(
+            f"executor must be a concurrent.futures.Executor or None, got {type(executor).__name__}"
+        )
+    splits = kfold_splits(n_samples, folds, shuffle=shuffle, random_state=random_state)
+    return KFoldObjective(fit_score, splits, executor)
+
+
+def _check_count(name: str, value: Any, *, low: int) -> int:
+    """``value`` as an int ≥ ``low``, or a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if not (isinstance(value, float) and math.isfinite(value) and value.is_integer()):
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)

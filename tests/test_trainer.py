@@ -1,0 +1,175 @@
+"""FoldTrainer against closed-form ridge, and its divergence, determinism and errors."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import l2optim
+from l2optim import FoldTrainer, kfold_splits
+
+N_SAMPLES, N_FEATURES = 60, 3
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(N_SAMPLES, N_FEATURES))
+Y = X @ np.array([1.0, -2.0, 0.5]) + 1.0 + 0.3 * RNG.normal(size=N_SAMPLES)
+TRAIN, TEST = kfold_splits(N_SAMPLES, 3)[0]
+LINEAR = functools.partial(nn.Linear, N_FEATURES, 1)
+
+
+def ridge_validation_mse(ridge_lambda: float) -> float:
+    """Validation MSE of min (1/2m)‖Xw + b − y‖² + (λ/2)‖w‖² on TRAIN (b unpenalised)."""
+    x_mean, y_mean = X[TRAIN].mean(0), Y[TRAIN].mean()
+    xc, yc = X[TRAIN] - x_mean, Y[TRAIN] - y_mean
+    m = len(TRAIN)
+    w = np.linalg.solve(xc.T @ xc / m + ridge_lambda * np.eye(N_FEATURES), xc.T @ yc / m)
+    return float(np.mean((X[TEST] @ w + (y_mean - x_mean @ w) - Y[TEST]) ** 2))
+
+
+def full_batch_trainer(optimizer, epochs: int = 1000, **kwargs) -> FoldTrainer:
+    lr = kwargs.pop("lr")
+    momentum = kwargs.pop("momentum", None)
+    optimizer_kwargs = {"lr": lr} if momentum is None else {"lr": lr, "momentum": momentum}
+    return FoldTrainer(
+        LINEAR,
+        X,
+        Y,
+        optimizer=optimizer,
+        optimizer_kwargs=optimizer_kwargs,
+        epochs=epochs,
+        **kwargs,
+    )
+
+
+# Coupled decay λ on the mean squared error (gradient 2/m·Xᵀ(Xw − y) + λw) is ridge
+# with the library's λ/2. Full batch and many epochs: converged to float64 precision.
+@settings(max_examples=6)
+@given(
+    lam=st.floats(1e-3, 3.0),
+    setup=st.sampled_from(
+        [(l2optim.SGD, 0.1, 0.9), (l2optim.SGD, 0.3, None), (l2optim.Adam, 0.05, None)]
+    ),
+)
+def test_coupled_decay_reaches_closed_form_ridge(lam, setup):
+    optimizer, lr, momentum = setup
+    trainer = full_batch_trainer(optimizer, lr=lr, momentum=momentum)
+    assert trainer(lam, TRAIN, TEST) == pytest.approx(ridge_validation_mse(lam / 2), rel=1e-7)
+
+
+@pytest.mark.parametrize("lam", [0.05, 1.0])
+def test_decoupled_sgd_with_momentum_has_ridge_fixed_point_of_scaled_lambda(lam):
+    # Decoupled ("lr" scaling) with momentum μ = coupled with λ' = (1 − μ)·λ at the fixed point.
+    trainer = full_batch_trainer(
+        l2optim.SGD, epochs=500, lr=0.1, momentum=0.9, decoupled_weight_decay=True
+    )
+    expected = ridge_validation_mse((1 - 0.9) * lam / 2)
+    assert trainer(lam, TRAIN, TEST) == pytest.approx(expected, rel=1e-7)
+
+
+def test_coupled_rmsprop_approaches_ridge():
+    # RMSprop with a constant lr ends in a small orbit around the fixed point.
+    trainer = full_batch_trainer(l2optim.RMSprop, epochs=2000, lr=1e-3)
+    assert trainer(1.0, TRAIN, TEST) == pytest.approx(ridge_validation_mse(0.5), rel=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", [l2optim.AdamW, l2optim.RMSpropW])
+def test_decoupled_adaptive_classes_train_to_least_squares_at_tiny_lambda(optimizer):
+    # Decoupled Adam/RMSprop approach least squares in the box ‖w‖∞ ≤ 1/λ, which for a
+    # tiny λ holds the unconstrained least-squares solution (ridge at λ = 0). A constant
+    # lr leaves a small orbit around it, hence the tolerance (ridge at λ = 0.5 is 8× off).
+    trainer = full_batch_trainer(optimizer, epochs=2000, lr=3e-3)
+    assert trainer.optimizer_kwargs.get("decoupled_weight_decay") is None  # class default
+    assert trainer(1e-8, TRAIN, TEST) == pytest.approx(ridge_validation_mse(0.0), rel=1e-2)
+
+
+def test_decoupled_and_coupled_adam_differ_at_large_lambda():
+    coupled = full_batch_trainer(l2optim.Adam, epochs=300, lr=0.01)
+    decoupled = full_batch_trainer(l2optim.AdamW, epochs=300, lr=0.01)
+    assert abs(coupled(2.0, TRAIN, TEST) - decoupled(2.0, TRAIN, TEST)) > 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_divergent_learning_rate_returns_inf(dtype):
+    # lr far above 2/(L + λ): the iterates grow geometrically until the loss overflows.
+    trainer = FoldTrainer(
+        LINEAR,
+        torch.tensor(X, dtype=dtype),
+        torch.tensor(Y, dtype=dtype),
+        optimizer_kwargs={"lr": 1e3},
+        epochs=1000,
+    )
+    assert trainer(0.1, TRAIN, TEST) == math.inf
+
+
+def test_nan_in_validation_or_training_returns_inf():
+    y = Y.copy()
+    y[TEST[0]] = np.nan
+    trainer = FoldTrainer(LINEAR, X, y, optimizer_kwargs={"lr": 0.1}, epochs=5)
+    assert trainer(0.1, TRAIN, TEST) == math.inf
+    assert math.isfinite(trainer(0.1, TRAIN, TEST[1:]))
+    # A NaN target in training makes the training loss NaN: counted as diverged.
+    assert trainer(0.1, TEST, TRAIN) == math.inf
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(N_FEATURES, 8), nn.Dropout(0.1), nn.Tanh(), nn.Linear(8, 1))
+
+
+def test_same_seed_same_score_and_caller_rng_untouched():
+    trainer = FoldTrainer(
+        mlp, X, Y, optimizer=l2optim.AdamW, optimizer_kwargs={"lr": 0.01}, epochs=5, batch_size=7
+    )
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    first = trainer(0.01, TRAIN, TEST)
+    assert torch.equal(torch.rand(3), expected_next)
+    assert trainer(0.01, TRAIN, TEST) == first
+    reseeded = FoldTrainer(
+        mlp,
+        X,
+        Y,
+        optimizer=l2optim.AdamW,
+        optimizer_kwargs={"lr": 0.01},
+        epochs=5,
+        batch_size=7,
+        seed=1,
+    )
+    assert reseeded(0.01, TRAIN, TEST) != first
+
+
+def test_minibatches_cover_the_training_rows_once_per_epoch():
+    trainer = FoldTrainer(LINEAR, X, Y, batch_size=7)
+    batches = list(trainer._batches(torch.as_tensor(TRAIN), torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [7] * 5 + [5]
+    assert sorted(torch.cat(batches).tolist()) == sorted(TRAIN.tolist())
+
+
+def test_model_follows_the_dtype_of_x_and_float32_works():
+    trainer = FoldTrainer(
+        LINEAR, X.astype(np.float32), Y.astype(np.float32), optimizer_kwargs={"lr": 0.1}, epochs=200
+    )
+    assert trainer(0.2, TRAIN, TEST) == pytest.approx(ridge_validation_mse(0.1), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"optimizer_kwargs": {"weight_decay": 0.1}}, ValueError, "weight_decay"),
+        ({"epochs": 0}, ValueError, "epochs must be an integer >= 1"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
+        ({"y": Y[:-1]}, ValueError, "same number of samples"),
+        ({"optimizer": torch.nn.Linear}, TypeError, "optimizer must be"),
+        ({"model_factory": "linear"}, TypeError, "model_factory must be callable"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error, message):
+    arguments = {"model_factory": LINEAR, "X": X, "y": Y, **kwargs}
+    with pytest.raises(error, match=message):
+        FoldTrainer(**arguments)
