@@ -96,7 +96,13 @@ class _WeightDecayMixin:
             self.defaults.update(ours)
         super().add_param_group(param_group)  # type: ignore[misc]
         index = len(self.param_groups) - 1
-        _check_group(index, self.param_groups[index])
+        try:
+            _check_group(index, self.param_groups[index])
+        except ValueError:
+            # torch appends the group before we can see its filled-in settings; a
+            # refused group must not stay behind in the optimizer.
+            self.param_groups.pop()
+            raise
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[misc]
