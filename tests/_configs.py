@@ -131,7 +131,9 @@ NO_GRAD = 2
 
 def initial_params(dtype: torch.dtype = torch.float32, seed: int = 0) -> list[Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype) for shape in SHAPES]
+    return [
+        torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype) for shape in SHAPES
+    ]
 
 
 def gradient(p: Tensor, step: int, index: int) -> Tensor:
@@ -184,7 +186,9 @@ def take_steps(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], ste
 # -- the reference rule ----------------------------------------------------------------
 
 
-def sgd_update(p, g, state, t, lr, l2, *, momentum=0, dampening=0, nesterov=False, maximize=False, **_):
+def sgd_update(
+    p, g, state, t, lr, l2, *, momentum=0, dampening=0, nesterov=False, maximize=False, **_
+):
     g = -g if maximize else g
     g = g + l2 * p
     if momentum != 0:
@@ -195,7 +199,9 @@ def sgd_update(p, g, state, t, lr, l2, *, momentum=0, dampening=0, nesterov=Fals
     return p - lr * g
 
 
-def adam_update(p, g, state, t, lr, l2, *, betas=(0.9, 0.999), eps=1e-8, amsgrad=False, maximize=False, **_):
+def adam_update(
+    p, g, state, t, lr, l2, *, betas=(0.9, 0.999), eps=1e-8, amsgrad=False, maximize=False, **_
+):
     g = -g if maximize else g
     g = g + l2 * p
     beta1, beta2 = betas
@@ -210,7 +216,9 @@ def adam_update(p, g, state, t, lr, l2, *, betas=(0.9, 0.999), eps=1e-8, amsgrad
     return p - lr * m_hat / (v_hat.sqrt() + eps)
 
 
-def rmsprop_update(p, g, state, t, lr, l2, *, alpha=0.99, eps=1e-8, momentum=0, centered=False, maximize=False, **_):
+def rmsprop_update(
+    p, g, state, t, lr, l2, *, alpha=0.99, eps=1e-8, momentum=0, centered=False, maximize=False, **_
+):
     g = -g if maximize else g
     g = g + l2 * p
     square_avg = alpha * state.get("square_avg", torch.zeros_like(p)) + (1 - alpha) * g * g
@@ -230,7 +238,17 @@ def rmsprop_update(p, g, state, t, lr, l2, *, alpha=0.99, eps=1e-8, momentum=0, 
 
 REFERENCE_UPDATES = {"SGD": sgd_update, "Adam": adam_update, "RMSprop": rmsprop_update}
 
-_HYPER_KEYS = ("momentum", "dampening", "nesterov", "maximize", "betas", "eps", "amsgrad", "alpha", "centered")
+_HYPER_KEYS = (
+    "momentum",
+    "dampening",
+    "nesterov",
+    "maximize",
+    "betas",
+    "eps",
+    "amsgrad",
+    "alpha",
+    "centered",
+)
 
 
 def reference_run(
@@ -267,7 +285,9 @@ def reference_run(
                 if decoupled:
                     s = {"lr": lr, "schedule": lr / initial_lr, "none": 1.0}[scaling]
                     p = p * (1 - s * weight_decay)
-                params[i] = update(p, g, states[i], step + 1, lr, 0.0 if decoupled else weight_decay, **hyper)
+                params[i] = update(
+                    p, g, states[i], step + 1, lr, 0.0 if decoupled else weight_decay, **hyper
+                )
     return params
 
 
@@ -285,10 +305,20 @@ def _positions(groups: list[dict[str, Any]]) -> list[list[int]]:
     return positions
 
 
-def assert_same(actual: list[Tensor], expected: list[Tensor], exact: bool, rtol: float = 1e-5, atol: float = 1e-7) -> None:
+def assert_same(
+    actual: list[Tensor],
+    expected: list[Tensor],
+    exact: bool,
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
+) -> None:
     for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
         a, e = a.detach(), e.detach()
         if exact:
-            assert torch.equal(a, e), f"param {i} differs: max |diff| {(a - e).abs().max().item():.3g}"
+            assert torch.equal(a, e), (
+                f"param {i} differs: max |diff| {(a - e).abs().max().item():.3g}"
+            )
         else:
-            torch.testing.assert_close(a, e, rtol=rtol, atol=atol, msg=lambda m, i=i: f"param {i}: {m}")
+            torch.testing.assert_close(
+                a, e, rtol=rtol, atol=atol, msg=lambda m, i=i: f"param {i}: {m}"
+            )

@@ -70,9 +70,7 @@ def test_reference_rule_is_torch_when_coupled(name: str, hyper: dict[str, Any]) 
     config = Config(name, hyper, "single")
     params0 = initial_params(torch.float64)
     theirs, optimizer = run(_build(config.theirs, config, COUPLED_DECAY), params0, schedule=True)
-    expected = reference_run(
-        name, _as_built(optimizer), params0, decoupled=False, schedule=True
-    )
+    expected = reference_run(name, _as_built(optimizer), params0, decoupled=False, schedule=True)
     assert_same(theirs, expected, exact=False, rtol=1e-10, atol=1e-12)
 
 
@@ -140,8 +138,12 @@ def test_each_group_chooses_its_form(name: str) -> None:
 
     def groups(params):
         return [
-            {"params": params[:1], "weight_decay": 0.05, "decoupled_weight_decay": True,
-             "weight_decay_scaling": "none"},
+            {
+                "params": params[:1],
+                "weight_decay": 0.05,
+                "decoupled_weight_decay": True,
+                "weight_decay_scaling": "none",
+            },
             {"params": params[1:], "weight_decay": 0.2},
         ]
 
@@ -161,10 +163,17 @@ def test_each_group_chooses_its_form(name: str) -> None:
     assert [g["decoupled_weight_decay"] for g in optimizer.param_groups] == [True, False]
 
 
-@pytest.mark.parametrize("cls, decoupled", [
-    (l2optim.SGD, False), (l2optim.SGDW, True), (l2optim.Adam, False),
-    (l2optim.AdamW, True), (l2optim.RMSprop, False), (l2optim.RMSpropW, True),
-])
+@pytest.mark.parametrize(
+    "cls, decoupled",
+    [
+        (l2optim.SGD, False),
+        (l2optim.SGDW, True),
+        (l2optim.Adam, False),
+        (l2optim.AdamW, True),
+        (l2optim.RMSprop, False),
+        (l2optim.RMSpropW, True),
+    ],
+)
 def test_default_form(cls: type, decoupled: bool) -> None:
     optimizer = cls([nn.Parameter(torch.zeros(2))])
     assert optimizer.defaults["decoupled_weight_decay"] is decoupled
@@ -190,8 +199,11 @@ def test_state_dict_round_trip(config: Config, decoupled: bool) -> None:
     scaling = "schedule" if decoupled else "lr"
     params0 = initial_params(torch.float32)
     make = _build(
-        config.ours, config, COUPLED_DECAY,
-        decoupled_weight_decay=decoupled, weight_decay_scaling=scaling,
+        config.ours,
+        config,
+        COUPLED_DECAY,
+        decoupled_weight_decay=decoupled,
+        weight_decay_scaling=scaling,
     )
     params, optimizer = run(make, params0, steps=2)
     saved = copy.deepcopy(optimizer.state_dict())
@@ -231,8 +243,12 @@ def _layout(state_dict: dict[str, Any]) -> tuple:
 @pytest.mark.parametrize("decoupled", [False, True])
 @pytest.mark.parametrize("implementation", ["single", "foreach", "default"])
 @pytest.mark.parametrize("name", CLASSES)
-def test_dtype_is_preserved(name: str, implementation: str, decoupled: bool, dtype: torch.dtype) -> None:
-    config = Config(name, {"lr": 0.01, **({"momentum": 0.9} if name != "Adam" else {})}, implementation)
+def test_dtype_is_preserved(
+    name: str, implementation: str, decoupled: bool, dtype: torch.dtype
+) -> None:
+    config = Config(
+        name, {"lr": 0.01, **({"momentum": 0.9} if name != "Adam" else {})}, implementation
+    )
     params0 = initial_params(dtype)
     params, optimizer = run(
         _build(config.ours, config, COUPLED_DECAY, decoupled_weight_decay=decoupled), params0
@@ -246,7 +262,9 @@ def test_dtype_is_preserved(name: str, implementation: str, decoupled: bool, dty
                 assert value.dtype == p.dtype, key
     if not decoupled:
         # Low precision rounds differently per kernel; only the maths is compared.
-        theirs, _ = run(_build(config.theirs, Config(name, config.hyper, "single"), COUPLED_DECAY), params0)
+        theirs, _ = run(
+            _build(config.theirs, Config(name, config.hyper, "single"), COUPLED_DECAY), params0
+        )
         tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {}
         assert_same(params, theirs, exact=False, **tolerance)
 
@@ -288,7 +306,9 @@ def _raised(make) -> tuple[type, str]:
 def test_bad_values_raise_torchs_errors(name: str, kwargs: dict[str, Any]) -> None:
     ours_cls, theirs_cls = CLASSES[name]
     params = [nn.Parameter(torch.zeros(2))]
-    assert _raised(lambda: ours_cls(params, **kwargs)) == _raised(lambda: theirs_cls(params, **kwargs))
+    assert _raised(lambda: ours_cls(params, **kwargs)) == _raised(
+        lambda: theirs_cls(params, **kwargs)
+    )
 
 
 @pytest.mark.parametrize("name", ["Adam", "RMSprop"])  # SGD has no capturable argument
@@ -324,13 +344,17 @@ def test_negative_or_nan_decay_names_it(name: str, weight_decay: float) -> None:
     cls = CLASSES[name][0]
     with pytest.raises(ValueError, match="weight_decay"):
         cls([nn.Parameter(torch.zeros(2))], weight_decay=weight_decay, decoupled_weight_decay=True)
-    groups = [{"params": [nn.Parameter(torch.zeros(2))]},
-              {"params": [nn.Parameter(torch.zeros(2))], "weight_decay": weight_decay}]
+    groups = [
+        {"params": [nn.Parameter(torch.zeros(2))]},
+        {"params": [nn.Parameter(torch.zeros(2))], "weight_decay": weight_decay},
+    ]
     with pytest.raises(ValueError, match=r"weight_decay.*param group 1|Invalid weight_decay"):
         cls(groups)
     optimizer = cls([nn.Parameter(torch.zeros(2))])
     with pytest.raises(ValueError, match="weight_decay"):
-        optimizer.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "weight_decay": weight_decay})
+        optimizer.add_param_group(
+            {"params": [nn.Parameter(torch.zeros(2))], "weight_decay": weight_decay}
+        )
     assert len(optimizer.param_groups) == 1
 
 
@@ -338,10 +362,16 @@ def test_negative_or_nan_decay_names_it(name: str, weight_decay: float) -> None:
 def test_unknown_scaling_lists_allowed_values(name: str) -> None:
     cls = CLASSES[name][0]
     with pytest.raises(ValueError, match="weight_decay_scaling.*'lr', 'schedule', 'none'"):
-        cls([nn.Parameter(torch.zeros(2))], decoupled_weight_decay=True, weight_decay_scaling="epoch")
+        cls(
+            [nn.Parameter(torch.zeros(2))],
+            decoupled_weight_decay=True,
+            weight_decay_scaling="epoch",
+        )
     with pytest.raises(ValueError, match="'lr', 'schedule', 'none'"):
-        cls([{"params": [nn.Parameter(torch.zeros(2))], "weight_decay_scaling": "epoch"}],
-            decoupled_weight_decay=True)
+        cls(
+            [{"params": [nn.Parameter(torch.zeros(2))], "weight_decay_scaling": "epoch"}],
+            decoupled_weight_decay=True,
+        )
 
 
 @pytest.mark.parametrize("scaling", ["schedule", "none"])
@@ -356,7 +386,9 @@ def test_scaling_with_coupled_decay_is_refused(name: str, scaling: str) -> None:
 @pytest.mark.parametrize("name", CLASSES)
 def test_sign_flipping_decay_changes_nothing(name: str, implementation: str) -> None:
     """1 − s·λ ≤ 0 in the second group: the error names it, and no parameter moved."""
-    config = Config(name, {"lr": 0.1, "momentum": 0.9} if name != "Adam" else {"lr": 0.1}, implementation)
+    config = Config(
+        name, {"lr": 0.1, "momentum": 0.9} if name != "Adam" else {"lr": 0.1}, implementation
+    )
     params = [nn.Parameter(p) for p in initial_params()]
     groups = [
         {"params": params[:1], "weight_decay": 0.5},
@@ -387,8 +419,14 @@ def test_schedule_scaling_follows_a_scheduler_on_a_tensor_lr() -> None:
     # initial_lr must be a copy: schedulers write a tensor lr in place.
     p = nn.Parameter(torch.ones(1, dtype=torch.float64))
     lr = torch.tensor(0.1, dtype=torch.float64)
-    optimizer = l2optim.SGD([p], lr=lr, weight_decay=0.5, foreach=False,
-                            decoupled_weight_decay=True, weight_decay_scaling="schedule")
+    optimizer = l2optim.SGD(
+        [p],
+        lr=lr,
+        weight_decay=0.5,
+        foreach=False,
+        decoupled_weight_decay=True,
+        weight_decay_scaling="schedule",
+    )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5)
     expected = 1.0
     for step in range(3):
