@@ -1,0 +1,157 @@
+"""k-fold splits and objectives: partitions, serial oracles, and real process and dask executors."""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+import l2optim
+from l2optim import FoldTrainer, KFoldObjective, kfold_objective, kfold_splits
+
+RNG = np.random.default_rng(1)
+X = RNG.normal(size=(40, 4))
+Y = X @ np.array([0.5, -1.0, 2.0, 0.0]) + 0.2 * RNG.normal(size=40)
+
+
+def mean_predictor_mse(lam: float, train_idx: np.ndarray, test_idx: np.ndarray) -> float:
+    """Predict the shrunk training mean ȳ/(1 + λ); the test mean squared error."""
+    prediction = Y[train_idx].mean() / (1.0 + lam)
+    return float(np.mean((Y[test_idx] - prediction) ** 2))
+
+
+def fail_on_second_fold(lam: float, train_idx: np.ndarray, test_idx: np.ndarray) -> float:
+    if 0 in test_idx:
+        raise RuntimeError("fold holding sample 0 failed")
+    return 0.0
+
+
+def small_trainer() -> FoldTrainer:
+    return FoldTrainer(
+        functools.partial(nn.Linear, 4, 1),
+        torch.tensor(X),
+        torch.tensor(Y),
+        optimizer=l2optim.SGD,
+        optimizer_kwargs={"lr": 0.05, "momentum": 0.9},
+        epochs=20,
+        batch_size=8,
+    )
+
+
+@given(
+    n_samples=st.integers(2, 300),
+    folds=st.integers(2, 300),
+    shuffle=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_folds_partition_the_samples(n_samples, folds, shuffle, seed):
+    folds = min(folds, n_samples)
+    splits = kfold_splits(n_samples, folds, shuffle=shuffle, random_state=seed)
+    assert len(splits) == folds
+    tests = [test for _, test in splits]
+    assert np.array_equal(np.sort(np.concatenate(tests)), np.arange(n_samples))
+    sizes = [len(test) for test in tests]
+    assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+    for train, test in splits:
+        assert np.array_equal(np.union1d(train, test), np.arange(n_samples))
+        assert np.intersect1d(train, test).size == 0
+    if not shuffle:
+        assert np.array_equal(np.concatenate(tests), np.arange(n_samples))
+
+
+def test_same_seed_same_folds_other_seed_other_folds():
+    first, again = kfold_splits(50, 5, random_state=3), kfold_splits(50, 5, random_state=3)
+    other = kfold_splits(50, 5, random_state=4)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(first, other, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "folds", "message"),
+    [
+        (10, 1, "folds must be an integer >= 2"),
+        (10, 11, "folds must be between 2 and n_samples=10, got 11"),
+        (10, 2.5, "folds must be an integer >= 2"),
+        (10, True, "folds must be an integer >= 2"),
+        (0, 2, "n_samples must be an integer >= 1"),
+    ],
+)
+def test_folds_out_of_range_are_refused(n_samples, folds, message):
+    with pytest.raises(ValueError, match=message):
+        kfold_objective(mean_predictor_mse, n_samples, folds=folds)
+
+
+def test_bad_fit_score_or_executor_is_refused():
+    with pytest.raises(TypeError, match="fit_score must be callable"):
+        kfold_objective(None, 10)
+    with pytest.raises(TypeError, match="executor must be a concurrent.futures.Executor"):
+        kfold_objective(mean_predictor_mse, 10, executor=object())
+
+
+def test_serial_objective_scores_each_fold_in_order():
+    objective = kfold_objective(mean_predictor_mse, len(Y), folds=4, random_state=7)
+    expected = tuple(
+        mean_predictor_mse(0.3, train, test)
+        for train, test in kfold_splits(len(Y), 4, random_state=7)
+    )
+    assert objective.folds == 4
+    assert objective(0.3) == expected
+    assert all(isinstance(score, float) for score in objective(0.3))
+
+
+def test_objective_pickles_and_its_copy_runs_serially():
+    with ThreadPoolExecutor(2) as pool:
+        objective = kfold_objective(mean_predictor_mse, len(Y), folds=3, executor=pool)
+        copy = pickle.loads(pickle.dumps(objective))
+        assert copy.executor is None
+        assert copy(0.1) == objective(0.1)
+
+
+def test_a_failing_fold_raises_through_the_executor():
+    with ThreadPoolExecutor(2) as pool:
+        objective = kfold_objective(fail_on_second_fold, 10, folds=5, executor=pool)
+        with pytest.raises(RuntimeError, match="fold holding sample 0 failed"):
+            objective(0.1)
+
+
+def test_process_pool_gives_exactly_the_serial_scores():
+    trainer = small_trainer()
+    serial = kfold_objective(trainer, len(Y), folds=4)
+    # One torch thread per worker: two workers on two cores, no oversubscription.
+    with ProcessPoolExecutor(2, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        parallel = kfold_objective(trainer, len(Y), folds=4, executor=pool)
+        assert parallel(1e-2) == serial(1e-2)
+        assert parallel(0.5) == serial(0.5)
+
+
+def test_select_lambda_runs_on_a_kfold_objective():
+    objective = kfold_objective(mean_predictor_mse, len(Y), folds=5)
+    search = l2optim.select_lambda(objective, bounds=(1e-4, 10.0), progress=False)
+    assert all(len(e.scores) == 5 for e in search.evaluations)
+    assert search.lambda_1se is not None and search.lambda_1se >= search.lambda_min
+
+
+def test_dask_local_cluster_gives_exactly_the_serial_scores():
+    distributed = pytest.importorskip("distributed")
+    trainer = small_trainer()
+    serial = kfold_objective(trainer, len(Y), folds=4)
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        on_cluster = kfold_objective(trainer, len(Y), folds=4, executor=client.get_executor())
+        assert isinstance(on_cluster, KFoldObjective)
+        assert on_cluster(1e-2) == serial(1e-2)
