@@ -24,7 +24,9 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 1))
 
 
-def _train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: range, scheduler=None) -> None:
+def _train(
+    model: nn.Module, optimizer: torch.optim.Optimizer, steps: range, scheduler=None
+) -> None:
     for step in steps:
         generator = torch.Generator().manual_seed(step)
         x, y = torch.randn(8, 3, generator=generator), torch.randn(8, 1, generator=generator)
