@@ -16,6 +16,16 @@ from torch import nn
 import l2optim
 from l2optim import FoldTrainer, KFoldObjective, kfold_objective, kfold_splits
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # Models this small gain nothing from a second intra-op thread on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 RNG = np.random.default_rng(1)
 X = RNG.normal(size=(40, 4))
 Y = X @ np.array([0.5, -1.0, 2.0, 0.0]) + 0.2 * RNG.normal(size=40)

@@ -15,6 +15,16 @@ from torch import nn
 import l2optim
 from l2optim import FoldTrainer, kfold_splits
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # Models this small gain nothing from a second intra-op thread on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 N_SAMPLES, N_FEATURES = 60, 3
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(N_SAMPLES, N_FEATURES))
