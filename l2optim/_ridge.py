@@ -270,10 +270,8 @@ def _check_cv(cv: Any, n: int) -> str | int:
 
 
 def _check_lambdas(lambdas: Any) -> np.ndarray:
-    array = np.asarray(lambdas, dtype=float) if not hasattr(lambdas, "detach") else (
-        lambdas.detach().cpu().numpy().astype(float)
-    )
-    if array.ndim != 1 or array.size == 0 or not (np.isfinite(array) & (array > 0)).all():
+    array = _as_float_array(lambdas, "lambdas")
+    if array.ndim != 1 or array.size == 0 or not (array > 0).all():
         raise ValueError(
             f"lambdas must be a non-empty 1-D sequence of finite numbers > 0; got {lambdas!r}"
         )

@@ -238,6 +238,8 @@ def test_result_is_frozen():
         (np.ones((5, 2)), np.ones(5), {"cv": True}, "cv must be"),
         (np.ones((5, 2)), np.ones(5), {"lambdas": [0.1, 0.0]}, "lambdas must be"),
         (np.ones((5, 2)), np.ones(5), {"lambdas": []}, "lambdas must be"),
+        (np.ones((5, 2)), np.ones(5), {"lambdas": ["a"]}, "lambdas must be"),
+        (np.ones((5, 2)), np.ones(5), {"lambdas": [np.nan]}, "lambdas contains NaN"),
         (np.ones((5, 2)), np.ones(5), {"fit_intercept": "yes"}, "fit_intercept"),
     ],
 )
