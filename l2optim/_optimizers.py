@@ -60,6 +60,8 @@ class _GroupDecay:
     coupled: float | Tensor | None = None
     # 1 − s_t·λ for decoupled decay applied here (the base cannot), else None.
     factor: float | Tensor | None = None
+    # The whole update runs as one compiled step instead of the base's.
+    compiled: bool = False
 
 
 class _WeightDecayMixin:
@@ -131,6 +133,10 @@ class _WeightDecayMixin:
         with self._grads_with_coupled_decay(plans), _base_view(self.param_groups, plans):
             self._apply_decoupled_decay(plans)
             self._base_step()
+        with torch.no_grad():
+            for group, plan in zip(self.param_groups, plans, strict=True):
+                if plan.compiled:
+                    self._compiled_step(group, plan.factor)
         return loss
 
     def _base_step(self) -> None:
@@ -143,22 +149,34 @@ class _WeightDecayMixin:
 
     def _plan_decay(self, index: int, group: dict[str, Any]) -> _GroupDecay:
         weight_decay = group["weight_decay"]
-        if isinstance(weight_decay, (int, float)) and weight_decay == 0:
+        decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+        decoupled = group["decoupled_weight_decay"] and decays
+        factor = scale = None
+        if decoupled:
+            scale = _decay.decay_scale(
+                group["weight_decay_scaling"], group["lr"], group.get("initial_lr")
+            )
+            factor = _decay.decoupled_factor(scale, weight_decay)
+            _check_factor(index, group, factor)
+        if self._needs_compiled_step(group, decoupled):
+            return _GroupDecay(base_view={"params": []}, factor=factor, compiled=True)
+        if not decays:
             return _GroupDecay()
-        if not group["decoupled_weight_decay"]:
+        if not decoupled:
             if self._base_decay_is_coupled:
                 return _GroupDecay()
             return _GroupDecay(base_view=self._without_base_decay(group), coupled=weight_decay)
-
-        scale = _decay.decay_scale(
-            group["weight_decay_scaling"], group["lr"], group.get("initial_lr")
-        )
-        factor = _decay.decoupled_factor(scale, weight_decay)
-        _check_factor(index, group, factor)
         base_view = self._decoupled_in_base(group, weight_decay, scale)
         if base_view is not None:
             return _GroupDecay(base_view=base_view)
         return _GroupDecay(base_view=self._without_base_decay(group), factor=factor)
+
+    def _needs_compiled_step(self, group: dict[str, Any], decoupled: bool) -> bool:
+        """Whether this group's update runs as one compiled step (see ``_fused``)."""
+        return False
+
+    def _compiled_step(self, group: dict[str, Any], factor: Any) -> None:
+        raise NotImplementedError
 
     def _decoupled_in_base(
         self, group: dict[str, Any], weight_decay: Any, scale: Any
@@ -172,7 +190,7 @@ class _WeightDecayMixin:
     def _apply_decoupled_decay(self, plans: list[_GroupDecay]) -> None:
         found_inf = getattr(self, "found_inf", None)
         for group, plan in zip(self.param_groups, plans, strict=True):
-            if plan.factor is None:
+            if plan.factor is None or plan.compiled:
                 continue
             params = [p for p in group["params"] if p.grad is not None]
             with torch.set_grad_enabled(group.get("differentiable", False)):
