@@ -107,7 +107,8 @@ def shrink(
         return
     if found_inf is not None:
         # factor where found_inf == 0, exactly 1 where it is 1.
-        keep = 1 - found_inf.to(torch.float32)
+        # reshape: a (1,)-shaped flag would make the factor a non-scalar for _foreach_mul_.
+        keep = 1 - found_inf.reshape(()).to(torch.float32)
         factor = 1 + (torch.as_tensor(factor, device=found_inf.device) - 1) * keep
     for device_params, in _by_device(params):
         device = device_params[0].device
