@@ -1,0 +1,201 @@
+"""The ``l2optim`` command, run as users run it: ``python -m l2optim`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import l2optim
+from l2optim._cli import main
+
+# Few, short epochs: these runs check the plumbing; the trainer's numbers are checked
+# against closed forms in test_trainer.py.
+FAST = ["--epochs", "3", "--folds", "3"]
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "l2optim", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    """A CSV of 40 rows: y = x1 − 2·x2 + noise, and a constant column."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    y = x[:, 0] - 2 * x[:, 1] + 0.5 * rng.normal(size=40)
+    path = tmp_path_factory.mktemp("cli") / "data.csv"
+    rows = ["x1,x2,const,y"] + [
+        f"{a:.6f},{b:.6f},1,{c:.6f}" for (a, b), c in zip(x, y, strict=True)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def assert_search_report(report: dict, bounds: tuple[float, float], folds: int) -> None:
+    lo, hi = bounds
+    assert lo <= report["lambda"] <= hi
+    lambdas = [row["lambda"] for row in report["evaluations"]]
+    assert lambdas == sorted(lambdas) and lambdas[0] == pytest.approx(lo)
+    assert lambdas[-1] == pytest.approx(hi)
+    # Seven grid points, then Brent's evaluations between the best one's neighbours.
+    assert len(lambdas) > 7
+    assert report["lambda_min"] in lambdas and report["lambda_1se"] in lambdas
+    means = {row["lambda"]: row["mean"] for row in report["evaluations"]}
+    assert means[report["lambda_min"]] == min(means.values())  # ties: any of them
+    for row in report["evaluations"]:
+        assert len(row["scores"]) == folds
+        assert row["mean"] == pytest.approx(np.mean(row["scores"]))
+        assert row["se"] == pytest.approx(np.std(row["scores"], ddof=1) / np.sqrt(folds))
+
+
+def test_select_lambda_on_a_csv_prints_one_json_object(table):
+    done = run_cli(
+        "select-lambda",
+        str(table),
+        "--target",
+        "y",
+        *FAST,
+        "--epochs",
+        "100",
+        "--lr",
+        "0.1",
+        "--bounds",
+        "1e-4",
+        "5",
+        "--optimizer",
+        "adam",
+        "--decoupled",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert_search_report(report, (1e-4, 5.0), folds=3)
+    assert report["n_samples"] == 40 and report["n_features"] == 3 and report["decoupled"]
+    # A 2-feature linear signal with little noise: far better than predicting the mean.
+    assert min(row["mean"] for row in report["evaluations"]) < 0.3
+
+
+def test_demo_writes_a_plot_and_a_log_that_a_rerun_reuses(tmp_path):
+    log, plot = tmp_path / "search.jsonl", tmp_path / "cv.png"
+    args = ["select-lambda", "--demo", *FAST, "--rule", "1se", "--json", "--log", str(log)]
+    first = run_cli(*args, "--plot", str(plot))
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert_search_report(report, (1e-5, 1.0), folds=3)
+    assert (report["data"], report["target"], report["n_samples"]) == (
+        "diabetes.csv",
+        "progression",
+        442,
+    )
+    assert report["lambda"] == report["lambda_1se"] >= report["lambda_min"]
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert len(log.read_text().splitlines()) == len(report["evaluations"])
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    # Every evaluation comes back from the log, timings included: nothing was retrained.
+    assert json.loads(again.stdout)["evaluations"] == report["evaluations"]
+    assert len(log.read_text().splitlines()) == len(report["evaluations"])
+
+
+def test_table_output_and_two_worker_processes(table):
+    done = run_cli(
+        "select-lambda", str(table), "--target", "y", *FAST, "--model", "mlp", "--workers", "2"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("data.csv: 40 rows, 3 features, target 'y'; mlp")
+    assert sum("<- min" in line for line in lines) == 1
+    assert lines[-1].startswith("chosen lambda (min): ")
+    assert 1e-5 <= float(lines[-1].split(": ")[1]) <= 1.0
+
+
+def bad_files(tmp: Path) -> dict[str, Path]:
+    contents = {
+        "empty": "",
+        "header": "a,b\n",
+        "text": "a,b,y\n1,2,3\n4,five,6\n",
+        "ragged": "a,y\n1,2\n3\n",
+    }
+    for name, text in contents.items():
+        (tmp / f"{name}.csv").write_text(text)
+    return {name: tmp / f"{name}.csv" for name in contents}
+
+
+def assert_one_line_usage_error(status: int, stdout: str, stderr: str, message: str) -> None:
+    assert status == 2, stderr
+    assert stdout == ""
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("l2optim: error: ") and message in lines[0], lines[0]
+
+
+def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
+    files = bad_files(tmp_path)
+    csv = ["select-lambda", str(table), "--target", "y"]
+    cases = [
+        (["select-lambda", str(tmp_path / "missing.csv"), "--target", "y"], "no such file"),
+        ([*csv[:-1], "z"], "unknown column 'z' for --target; the columns are: x1, x2, const, y"),
+        (
+            ["select-lambda", str(files["text"]), "--target", "y"],
+            "column 'b', row 2 (line 3): 'five' is not a number",
+        ),
+        (["select-lambda", str(files["empty"]), "--target", "y"], "the file is empty"),
+        ([*csv, "--bounds", "1", "0.1"], "--bounds LO HI must satisfy 0 < LO < HI, got 1 0.1"),
+        ([*csv, "--bounds", "0", "1"], "--bounds LO HI must satisfy 0 < LO < HI, got 0 1"),
+        ([*csv, "--folds", "41"], "--folds must be between 2 and the number of rows (40), got 41"),
+        # Every λ of the grid diverges: nothing to refine, and the message says what to try.
+        ([*csv, *FAST, "--lr", "1e30"], "try a smaller --lr"),
+    ]
+    # Each run mostly waits for torch to import: run them side by side.
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda case: run_cli(*case[0]), cases))
+    for (_, message), done in zip(cases, runs, strict=True):
+        assert_one_line_usage_error(done.returncode, done.stdout, done.stderr, message)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{header}", "--target", "b"], "a header row but no data rows"),
+        (["{ragged}", "--target", "y"], "row 2 (line 3) has 1 fields, the header has 2"),
+        (["{text}", "--target", "y", "--folds", "1"], "--folds must be at least 2, got 1"),
+        (["{text}", "--target", "y", "--bounds", "1e-3", "x"], "invalid float value: 'x'"),
+        (["{text}"], "--target COL is required with DATA.csv"),
+        (["{text}", "--demo"], "give either DATA.csv with --target COL, or --demo"),
+        (["--demo", "--lr", "-1"], "--lr must be a positive number, got -1"),
+        (["--demo", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (["--demo", "--plot", "{missing}/cv.png"], "does not exist"),
+    ],
+)
+def test_more_bad_inputs_in_process(tmp_path, capsys, args, message):
+    # The same entry point, called in this process: every check runs before any training.
+    files = {**bad_files(tmp_path), "missing": tmp_path / "missing"}
+    argv = ["select-lambda", *(a.format(**files) for a in args)]
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    captured = capsys.readouterr()
+    assert_one_line_usage_error(stopped.value.code, captured.out, captured.err, message)
+
+
+def test_shipped_demo_data_is_the_diabetes_table():
+    X, y, names = l2optim.data.load_diabetes()
+    assert X.shape == (442, 10) and y.shape == (442,)
+    assert names == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+    # Efron et al. (2004), table 1: the first patient, and the range of the response.
+    assert X[0].tolist() == [59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87] and y[0] == 151
+    assert (y.min(), y.max()) == (25, 346)
