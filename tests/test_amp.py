@@ -11,11 +11,26 @@ import copy
 
 import pytest
 import torch
-from _configs import CLASSES, IMPLEMENTATIONS
+from _configs import IMPLEMENTATIONS
 from test_optimizers import _tensors_equal
 from torch import nn
 
-HYPER = {"SGD": {"lr": 0.1, "momentum": 0.9}, "Adam": {"lr": 0.01}, "RMSprop": {"lr": 0.01}}
+import l2optim
+
+# Adagrad through with_weight_decay: a fused base whose decay l2optim applies itself,
+# so the decay has to honour grad_scale and found_inf on its own.
+CLASSES = {
+    "SGD": l2optim.SGD,
+    "Adam": l2optim.Adam,
+    "RMSprop": l2optim.RMSprop,
+    "Adagrad": l2optim.with_weight_decay(torch.optim.Adagrad),
+}
+HYPER = {
+    "SGD": {"lr": 0.1, "momentum": 0.9},
+    "Adam": {"lr": 0.01},
+    "RMSprop": {"lr": 0.01},
+    "Adagrad": {"lr": 0.1},
+}
 MODES = [(name, decoupled) for name in CLASSES for decoupled in (False, True)]
 SCALE = 2.0**10  # a power of two: scaling and unscaling are exact
 
@@ -26,8 +41,7 @@ def _model(seed: int = 0) -> nn.Module:
 
 
 def _optimizer(model: nn.Module, name: str, decoupled: bool, implementation: str):
-    cls = CLASSES[name][0]
-    return cls(
+    return CLASSES[name](
         model.parameters(),
         weight_decay=0.1,
         decoupled_weight_decay=decoupled,
