@@ -322,3 +322,14 @@ def assert_same(
             torch.testing.assert_close(
                 a, e, rtol=rtol, atol=atol, msg=lambda m, i=i: f"param {i}: {m}"
             )
+
+
+def tensors_equal(a: Any, b: Any) -> bool:
+    """Equality of nested state (dicts, lists, tensors bit for bit), as in a state_dict."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(tensors_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(tensors_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a == b

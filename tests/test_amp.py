@@ -11,8 +11,7 @@ import copy
 
 import pytest
 import torch
-from _configs import IMPLEMENTATIONS
-from test_optimizers import _tensors_equal
+from _configs import IMPLEMENTATIONS, tensors_equal
 from torch import nn
 
 import l2optim
@@ -89,7 +88,7 @@ def test_skipped_step_changes_nothing(
     assert scaler.get_scale() == SCALE / 2, "GradScaler did not see the bad gradient"
     for before, p in zip(params_before, model.parameters(), strict=True):
         assert torch.equal(before, p.detach())
-    assert _tensors_equal(optimizer.state_dict(), state_before)
+    assert tensors_equal(optimizer.state_dict(), state_before)
 
 
 @pytest.mark.parametrize("name, decoupled", MODES, ids=lambda v: str(v))
@@ -110,7 +109,7 @@ def test_skipped_step_under_autocast(name: str, decoupled: bool) -> None:
     assert scaler.get_scale() == SCALE / 2
     for before, p in zip(params_before, model.parameters(), strict=True):
         assert p.dtype == torch.float32 and torch.equal(before, p.detach())
-    assert _tensors_equal(optimizer.state_dict(), state_before)
+    assert tensors_equal(optimizer.state_dict(), state_before)
 
 
 @pytest.mark.parametrize("implementation", ["single", "foreach", "fused"])

@@ -28,6 +28,7 @@ from _configs import (
     reference_run,
     run,
     take_steps,
+    tensors_equal,
     torch_twins,
 )
 from torch import nn
@@ -402,17 +403,7 @@ def test_sign_flipping_decay_changes_nothing(name: str, implementation: str) -> 
     with pytest.raises(ValueError, match=r"param group 1.*lr=0\.1.*weight_decay=20"):
         take_steps(optimizer, params, 1)
     assert_same(params, before, exact=True)
-    assert _tensors_equal(optimizer.state_dict()["state"], state_before["state"])
-
-
-def _tensors_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_tensors_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_tensors_equal(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
+    assert tensors_equal(optimizer.state_dict()["state"], state_before["state"])
 
 
 def test_schedule_scaling_follows_a_scheduler_on_a_tensor_lr() -> None:
