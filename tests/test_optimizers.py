@@ -383,7 +383,7 @@ def test_scaling_with_coupled_decay_is_refused(name: str, scaling: str) -> None:
         cls([nn.Parameter(torch.zeros(2))], weight_decay=0.1, weight_decay_scaling=scaling)
 
 
-@pytest.mark.parametrize("implementation", ["single", "foreach", "default"])
+@pytest.mark.parametrize("implementation", ["single", "foreach", "fused", "default"])
 @pytest.mark.parametrize("name", CLASSES)
 def test_sign_flipping_decay_changes_nothing(name: str, implementation: str) -> None:
     """1 − s·λ ≤ 0 in the second group: the error names it, and no parameter moved."""
@@ -426,3 +426,23 @@ def test_schedule_scaling_follows_a_scheduler_on_a_tensor_lr() -> None:
         scheduler.step()
         expected *= 1 - 0.5 * 0.5**step
     assert as_float(p.detach()) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("implementation", ["single", "foreach", "fused"])
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_tensor_weight_decay(decoupled: bool, implementation: str) -> None:
+    """torch.optim.SGD takes λ as a tensor; both forms accept it too."""
+    config = Config("SGD", {"lr": 0.1, "momentum": 0.9}, implementation)
+    params0 = initial_params(torch.float64)
+
+    def make(cls: type, **extra: Any):
+        return lambda p: cls(
+            p, weight_decay=torch.tensor(0.2, dtype=torch.float64), **config.kwargs(**extra)
+        )
+
+    ours, optimizer = run(make(config.ours, decoupled_weight_decay=decoupled), params0)
+    if decoupled:
+        expected = reference_run("SGD", optimizer.param_groups, params0, decoupled=True)
+    else:
+        expected, _ = run(make(config.theirs), params0)
+    assert_same(ours, expected, exact=False, rtol=1e-10, atol=1e-12)
