@@ -9,22 +9,13 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from _torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
 import l2optim
 from l2optim import FoldTrainer, KFoldObjective, kfold_objective, kfold_splits
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Models this small gain nothing from a second intra-op thread on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 RNG = np.random.default_rng(1)
 X = RNG.normal(size=(40, 4))

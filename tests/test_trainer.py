@@ -8,22 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from _torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import l2optim
 from l2optim import FoldTrainer, kfold_splits
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # Models this small gain nothing from a second intra-op thread on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 N_SAMPLES, N_FEATURES = 60, 3
 RNG = np.random.default_rng(0)
