@@ -59,7 +59,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    one_line = " ".join(message.split())  # a cause's message may span lines
+    print(f"{PROG}: error: {one_line}", file=sys.stderr)
     raise SystemExit(status)
 
 
@@ -353,7 +354,10 @@ def _search(
                 progress=not args.json and sys.stderr.isatty(),
             )
         except l2optim.ObjectiveError as exc:
-            raise UsageError(f"training failed at lambda={exc.lam:.6g}: {exc.__cause__}") from None
+            cause = exc.__cause__
+            raise UsageError(
+                f"training failed at lambda={exc.lam:.6g}: {type(cause).__name__}: {cause}"
+            ) from None
         except ValueError as exc:  # every λ of the grid diverged
             raise UsageError(f"{exc}; try a smaller --lr") from None
 

@@ -160,6 +160,8 @@ def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
         ([*csv, "--folds", "41"], "--folds must be between 2 and the number of rows (40), got 41"),
         # Every λ of the grid diverges: nothing to refine, and the message says what to try.
         ([*csv, *FAST, "--lr", "1e30"], "try a smaller --lr"),
+        # Decoupled decay with lr·λ = 1 would zero every weight: the optimizer refuses.
+        ([*csv, *FAST, "--decoupled", "--bounds", "1", "1000"], "training failed at lambda=100"),
     ]
     # Each run mostly waits for torch to import: run them side by side.
     with ThreadPoolExecutor(4) as pool:
