@@ -20,7 +20,7 @@ import math
 import multiprocessing
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -92,7 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--demo",
         action="store_true",
-        help="use the diabetes data shipped with l2optim (442 patients, target 'progression')",
+        help="use the diabetes data shipped with l2optim (442 patients; "
+        "target 'progression' unless --target names another column)",
     )
     model = select.add_argument_group("model and training")
     model.add_argument(
@@ -236,7 +237,8 @@ def _read_table(path: Path) -> tuple[list[str], np.ndarray]:
     return header, values
 
 
-def _numbered_rows(reader: Any) -> Any:
+def _numbered_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the row ends, row) for each row of a ``csv.reader``."""
     for row in reader:
         yield reader.line_num, row
 
@@ -287,7 +289,8 @@ def _standardise(values: np.ndarray) -> np.ndarray:
 def _load(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, list[str], str, str]:
     """X, y, feature names, target name and a name for the data, as the options say."""
     if args.demo:
-        path, target = l2optim.data.diabetes_csv(), l2optim.data.DIABETES_TARGET
+        path = l2optim.data.diabetes_csv()
+        target = args.target or l2optim.data.DIABETES_TARGET
     else:
         path, target = Path(args.data), args.target
     header, values = _read_table(path)

@@ -180,6 +180,7 @@ def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
         (["{text}"], "--target COL is required with DATA.csv"),
         (["{text}", "--demo"], "give either DATA.csv with --target COL, or --demo"),
         (["--demo", "--lr", "-1"], "--lr must be a positive number, got -1"),
+        (["--demo", "--target", "nope"], "the columns are: age, sex, bmi, bp, s1, s2, s3"),
         (["--demo", "--workers", "0"], "--workers must be at least 1, got 0"),
         (["--demo", "--plot", "{missing}/cv.png"], "does not exist"),
     ],
