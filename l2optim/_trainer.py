@@ -53,7 +53,7 @@ class FoldTrainer:
 
     Args:
         model_factory: a callable returning a new ``nn.Module``; it is moved to the
-            floating dtype of ``X``.
+            device and floating dtype of ``X``.
         X: inputs, a tensor or array whose first dimension indexes the samples.
         y: targets, first dimension the samples. A model output of shape (n, 1) is
             compared with targets of shape (n,) as (n,).
@@ -128,7 +128,9 @@ class FoldTrainer:
         return value if math.isfinite(value) else math.inf
 
     def _new_model(self) -> nn.Module:
-        model = self.model_factory()
+        # Built where the factory builds it, under the seed, then moved: the same initial
+        # weights whatever the device of the data.
+        model = self.model_factory().to(device=self.X.device)
         if self.X.is_floating_point():
             model = model.to(dtype=self.X.dtype)
         return model.train()

@@ -159,6 +159,20 @@ def test_model_follows_the_dtype_of_x_and_float32_works():
     assert trainer(0.2, TRAIN, TEST) == pytest.approx(ridge_validation_mse(0.1), rel=1e-4)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_data_on_cuda_trains_the_model_there_with_the_cpu_result():
+    cpu = full_batch_trainer(l2optim.Adam, epochs=200, lr=0.05)
+    cuda = FoldTrainer(
+        LINEAR,
+        torch.tensor(X, device="cuda"),
+        torch.tensor(Y, device="cuda"),
+        optimizer=l2optim.Adam,
+        optimizer_kwargs={"lr": 0.05},
+        epochs=200,
+    )
+    assert cuda(0.1, TRAIN, TEST) == pytest.approx(cpu(0.1, TRAIN, TEST), rel=1e-9)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
