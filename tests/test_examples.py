@@ -86,3 +86,32 @@ def test_linear_regression_matches_ridge(linear_regression_output: str) -> None:
     # The penalty is felt: the same λ in the two forms gives different slopes.
     slopes = [fields(line_starting(out, p + ":").removeprefix(p))["w"] for p in expected]
     assert abs(slopes[1] - slopes[2]) > 0.1
+
+
+def test_ridge_vs_box_adamw_reaches_the_box_and_adam_reaches_ridge() -> None:
+    out = run_example("ridge_vs_box.py")
+    box = fields(line_starting(out, "box:"))
+    ridge = fields(line_starting(out, "ridge:"))
+    least_squares = fields(line_starting(out, "least squares:"))
+    # The box binds: least squares lies outside it, so the two estimators differ.
+    assert abs(least_squares["w1"]) > box["bound"]
+    assert abs(box["w1"]) == pytest.approx(box["bound"], abs=1e-9)
+    assert fields(line_starting(out, "Adam:"))["distance_to_ridge"] < 1e-3
+    adamw = fields(line_starting(out, "AdamW:"))
+    assert adamw["distance_to_box"] < 1e-2
+    assert adamw["distance_to_ridge"] > 0.1
+    assert max(abs(adamw["w1"]), abs(adamw["w2"])) <= box["bound"] + 1e-3
+    assert ridge["w1"] != pytest.approx(box["w1"], abs=0.1)
+
+
+def test_norms_and_biases_decayed_bias_is_shrunk_mean() -> None:
+    out = run_example("norms_and_biases.py")
+    decayed = fields(line_starting(out, "every parameter decayed:"))
+    grouped = fields(line_starting(out, "decay_groups:"))
+    for run in (decayed, grouped):
+        assert run["bias"] == pytest.approx(run["closed_form_bias"], abs=1e-5)
+        assert run["test_mse"] == pytest.approx(run["closed_form_test_mse"], abs=1e-5)
+    # Centred features: the undecayed bias is the mean target, the decayed one ȳ/(1 + λ).
+    assert grouped["bias"] == pytest.approx(float(out.split("mean training target:")[1]), abs=1e-5)
+    assert decayed["bias"] == pytest.approx(grouped["bias"] / (1 + 0.5), abs=1e-5)  # λ = 0.5 there
+    assert decayed["test_mse"] > grouped["test_mse"]
