@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--features", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lambdas", type=float, nargs="+", default=[1e-4, 1e-2])
     args = parser.parse_args()
