@@ -105,6 +105,8 @@ def _coupled_per_decoupled(
     _decay.check_weight_decay_scaling(weight_decay_scaling, decoupled=True)
     start_lr = lr if initial_lr is None else _positive("initial_lr", initial_lr)
     scale = _decay.decay_scale(weight_decay_scaling, lr, start_lr)
+    if momentum == 0:
+        dampening = 0.0  # torch's SGD keeps no buffer then, and ignores dampening
     return scale * (1 - momentum) / (lr * (1 - dampening))
 
 
@@ -136,6 +138,7 @@ def coupled_from_decoupled(
       constant lr cancels;
     * ``"none"`` (s = 1): λ_c = λ·(1 − μ)/(lr·(1 − d)).
 
+    Without momentum torch's SGD keeps no buffer and ignores d; so does this function.
     The trajectories of the two forms differ whenever μ > 0; only the fixed point is
     shared. Adam and RMSprop have no such equivalent: full batch, their decoupled
     form approaches the box ‖θ‖∞ ≤ 1/λ, not a ridge solution.
@@ -144,7 +147,7 @@ def coupled_from_decoupled(
         weight_decay: the decoupled λ, >= 0.
         lr: the constant learning rate at which the fixed point is reached, > 0.
         momentum: μ, in [0, 1).
-        dampening: d, in [0, 1).
+        dampening: d, in [0, 1); ignored when ``momentum`` is 0, as torch ignores it.
         weight_decay_scaling: ``"lr"``, ``"schedule"`` or ``"none"``, as for the optimizers.
         initial_lr: the learning rate the schedule started from (``"schedule"`` only
             reads it), > 0; defaults to ``lr``, as when no scheduler changed it.
