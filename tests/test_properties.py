@@ -167,6 +167,31 @@ def test_gradient_descent_step_bound_is_sharp(problem, weight_decay, fraction):
     assert distance_after((2 - fraction) * bound) >= 1e6  # 1.1**200 ≈ 2e8 at least
 
 
+@settings(max_examples=30)
+@given(
+    problem=regressions(),
+    weight_decay=weight_decays(),
+    momentum=st.floats(0.0, 0.95),
+    nesterov=st.booleans(),
+)
+def test_step_bound_is_where_the_sgd_map_stops_contracting(
+    problem, weight_decay, momentum, nesterov
+):
+    """The bounds in closed form against the spectral radius of torch's SGD map.
+
+    The map is the one the convergence properties check against l2optim.SGD.
+    """
+    bound = max_stable_lr(problem, weight_decay, momentum, nesterov)
+
+    def radius(lr: float) -> float:
+        M, _ = sgd_affine_map(
+            problem, lr=lr, coupled=weight_decay, momentum=momentum, nesterov=nesterov
+        )
+        return spectral_radius(M)
+
+    assert radius(0.999 * bound) < 1 < radius(1.001 * bound)
+
+
 ADAPTIVE_TOLERANCE = 1e-4  # relative to max(1, ‖θ*‖∞); observed ≤ 1e-5 at these settings
 ADAPTIVE_STEPS = 1200
 ADAPTIVE_FINAL_LR = 1e-4  # the lr decays exponentially to this fraction of its start
@@ -299,7 +324,8 @@ BOX_OVERSHOOT = 0.02  # allowed ‖w‖∞ beyond the radius, in units of the ra
 BOX_KKT_TOLERANCE = 0.1  # projected gradient, relative to max(1, ‖∇ at 0‖∞)
 DECOUPLED_ADAPTIVE = {
     # (optimizer, the box radius times λ): the momentum buffer of RMSprop sums
-    # 1/(1 − μ) normalised gradients, so its box is (1 − μ)⁻¹ times wider.
+    # 1/(1 − μ) normalised gradients, so its box is (1 − μ)⁻¹ times wider. Centered
+    # RMSprop has no box: ṽ = v − ḡ² → 0 as the gradient settles, so g/√ṽ is unbounded.
     "adamw": (lambda g: l2optim.AdamW(g, lr=0.1, betas=(0.9, 0.99)), 1.0),
     "rmspropw": (lambda g: l2optim.RMSpropW(g, lr=0.1), 1.0),
     "rmspropw-momentum": (lambda g: l2optim.RMSpropW(g, lr=0.02, momentum=0.5), 2.0),
