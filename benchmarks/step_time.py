@@ -37,6 +37,8 @@ LR, WD, MOMENTUM = 1e-3, 1e-2, 0.9
 LAYOUTS = {
     "large": (100, 80_000),  # 8M parameters in 100 tensors
     "small": (1_000, 1_000),  # 1M parameters in 1,000 small tensors
+    # 100M parameters: big enough that a GPU step is not bound by launch overhead.
+    "huge": (100, 1_000_000),
 }
 
 # (l2optim class, torch class, kwargs, state bytes per float32 parameter incl. p and g)
@@ -120,9 +122,7 @@ def candidates(mode: str, decoupled: bool, params: list[torch.Tensor]) -> dict[s
             po.SGDW(params, lr=LR, momentum=MOMENTUM, weight_decay=WD, weight_decouple=True)
         )
     if mode == "adam" and decoupled:
-        out["pytorch_optimizer AdamW"] = Candidate(
-            po.AdamW(params, lr=LR, weight_decay=WD)
-        )
+        out["pytorch_optimizer AdamW"] = Candidate(po.AdamW(params, lr=LR, weight_decay=WD))
     return out
 
 
@@ -131,12 +131,21 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_interleaved(steps: dict[str, Callable], repeats: int, device: str) -> dict[str, float]:
-    """Median seconds per step of each candidate, the candidates taking turns each round."""
-    for step in steps.values():  # warm up: lazy state, compilation
+def time_interleaved(
+    steps: dict[str, Callable], repeats: int, device: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds per step of each candidate, the candidates taking turns each round.
+
+    Also returns the seconds of each candidate's first two steps (lazy state, compilation).
+    """
+    warmup = {}
+    for name, step in steps.items():
+        sync(device)
+        start = time.perf_counter()
         step()
         step()
-    sync(device)
+        sync(device)
+        warmup[name] = time.perf_counter() - start
     samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
@@ -145,7 +154,7 @@ def time_interleaved(steps: dict[str, Callable], repeats: int, device: str) -> d
             step()
             sync(device)
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return {name: statistics.median(s) for name, s in samples.items()}, warmup
 
 
 def copy_bandwidth(device: str, nbytes: int = 1 << 30) -> float:
@@ -198,7 +207,7 @@ def main() -> None:
             for decoupled in (False, True):
                 params = make_params(count, size, device)
                 steps = candidates(mode, decoupled, params)
-                t = time_interleaved(steps, args.repeats, device)
+                t, warmup = time_interleaved(steps, args.repeats, device)
                 ours = t["l2optim default"]
                 torch_has_fused = mode != "rmsprop" and not (mode == "sgd-momentum" and decoupled)
                 c = "" if torch_has_fused else f"{t['l2optim fused'] / t['floor']:.2f}"
@@ -218,6 +227,8 @@ def main() -> None:
                     for k, v in t.items()
                     if "pytorch_optimizer" in k
                 ]
+                if c:
+                    peers.append(f"first steps of fused {warmup['l2optim fused']:.1f}s")
                 print(line + ("  " + ", ".join(peers) if peers else ""), flush=True)
                 del params, steps
                 if device == "cuda":

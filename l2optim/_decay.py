@@ -40,9 +40,7 @@ def check_weight_decay(weight_decay: Scalar, where: str = "weight_decay") -> Non
     """Raise ``ValueError`` unless λ is a finite, non-negative number."""
     value = float(weight_decay) if isinstance(weight_decay, Tensor) else weight_decay
     if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"Invalid {where} value: {weight_decay!r} (must be a finite number >= 0)"
-        )
+        raise ValueError(f"Invalid {where} value: {weight_decay!r} (must be a finite number >= 0)")
 
 
 def check_weight_decay_scaling(scaling: str, decoupled: bool) -> None:
@@ -110,7 +108,7 @@ def shrink(
         # reshape: a (1,)-shaped flag would make the factor a non-scalar for _foreach_mul_.
         keep = 1 - found_inf.reshape(()).to(torch.float32)
         factor = 1 + (torch.as_tensor(factor, device=found_inf.device) - 1) * keep
-    for device_params, in _by_device(params):
+    for (device_params,) in _by_device(params):
         device = device_params[0].device
         device_factor = factor.to(device) if isinstance(factor, Tensor) else factor
         if foreach:

@@ -15,6 +15,7 @@ and has none for SGD with momentum and decoupled decay or for RMSprop. Here:
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -114,6 +115,9 @@ def rmsprop_update(
         steps,
         foreach=True,
         maximize=maximize,
+        # Compiled, torch's capturable branch keeps the tensor lr a tensor; the other
+        # branch turns it into a scalar that the compiled kernel holds in float32.
+        capturable=torch.compiler.is_compiling(),
         lr=lr,
         alpha=alpha,
         eps=eps,
@@ -123,21 +127,38 @@ def rmsprop_update(
     )
 
 
-_compiled: dict[Callable[..., None], Callable[..., None]] = {}
-_compile_failed: set[Callable[..., None]] = set()
+# One compiled function per update and static configuration (the hyperparameters that
+# are Python numbers, and which tensor arguments are present). Each gets a code object of
+# its own, so each has its own recompilation budget: new layouts of one configuration
+# recompile, and configurations never evict each other.
+_compiled: dict[tuple[Any, ...], Callable[..., None]] = {}
+_compile_failed: set[tuple[Any, ...]] = set()
+
+
+def _configuration(update: Callable[..., None], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if not isinstance(v, Tensor)))
+    return (update, static)
+
+
+def _compile(update: Callable[..., None], index: int) -> Callable[..., None]:
+    code = update.__code__.replace(co_name=f"{update.__name__}_{index}")
+    copy = types.FunctionType(code, update.__globals__, code.co_name, update.__defaults__)
+    copy.__kwdefaults__ = update.__kwdefaults__
+    return torch.compile(copy, fullgraph=True, dynamic=False)
 
 
 def run_fused(update: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     """Run ``update`` compiled; if compilation is unavailable, run it as it is, once warned."""
-    if update not in _compile_failed:
-        compiled = _compiled.get(update)
+    key = _configuration(update, kwargs)
+    if key not in _compile_failed:
+        compiled = _compiled.get(key)
         if compiled is None:
-            compiled = _compiled[update] = torch.compile(update, fullgraph=True, dynamic=False)
+            compiled = _compiled[key] = _compile(update, len(_compiled))
         try:
             compiled(*args, **kwargs)
             return
         except Exception as error:  # noqa: BLE001 - any compiler failure means: don't compile
-            _compile_failed.add(update)
+            _compile_failed.add(key)
             warnings.warn(
                 f"fused=True: compiling {update.__name__} failed ({type(error).__name__}: "
                 f"{str(error).splitlines()[0] if str(error) else ''}); using the unfused "
@@ -184,11 +205,15 @@ class FusedStepMixin:
         params = [p for group in self.param_groups for p in group["params"]]
         if not fused_kernel_supports(params):
             return
-        if any(g.get("foreach") is not None or g.get("fused") is not None for g in self.param_groups):
+        if any(
+            g.get("foreach") is not None or g.get("fused") is not None for g in self.param_groups
+        ):
             return  # a group chose for itself
         self.defaults["fused"] = True
         for group in self.param_groups:
             group["fused"] = True
+        # Chosen here, not asked for: no compiled step (its first call compiles for a while).
+        self._fused_by_default = True
         # What torch sets when fused=True is passed: GradScaler then hands the step
         # the scale and the overflow flag instead of unscaling first.
         self._step_supports_amp_scaling = True
@@ -210,7 +235,7 @@ class FusedStepMixin:
 
     def _needs_compiled_step(self, group: dict[str, Any], decoupled: bool) -> bool:
         """Whether ``fused=True`` asks for maths torch has no fused kernel for."""
-        if not group.get("fused"):
+        if not group.get("fused") or getattr(self, "_fused_by_default", False):
             return False
         if isinstance(self, torch.optim.RMSprop):
             return True

@@ -50,9 +50,9 @@ def decay_groups(
         decay_embeddings: whether ``nn.Embedding``/``nn.EmbeddingBag`` weights decay.
 
     Returns:
-        ``[{"params": decayed, "weight_decay": weight_decay},
-        {"params": undecayed, "weight_decay": 0.0}]``, empty groups left out. A tied
-        parameter appears once, and is decayed only if none of its uses exempts it.
+        Two param groups, the decayed parameters with ``weight_decay`` and the others
+        with 0 (an empty group is left out). A tied parameter appears once, and is
+        decayed only if none of its uses exempts it.
 
     Example:
         >>> opt = l2optim.AdamW(l2optim.decay_groups(model, 0.05), lr=1e-3)

@@ -294,14 +294,26 @@ def _base_view(groups: list[dict[str, Any]], plans: list[_GroupDecay]) -> Iterat
 
 
 _WEIGHT_DECAY_ARGS = """
-    decoupled_weight_decay (bool, keyword-only): decay the weights directly,
-        p ← p·(1 − s_t·λ), instead of adding λ·p to the gradient (default: {default}).
-    weight_decay_scaling (str, keyword-only): s_t for decoupled decay: ``"lr"``
-        (s_t = lr_t, torch's AdamW convention), ``"schedule"`` (s_t = lr_t / initial_lr,
-        Loshchilov & Hutter's η_t) or ``"none"`` (s_t = 1) (default: ``"lr"``).
+    Every argument of the torch.optim class is accepted, with the same default and the
+    same checks; these are added:
+
+    Args:
+        decoupled_weight_decay (bool, keyword-only): decay the weights directly,
+            p ← p·(1 − s_t·λ), instead of adding λ·p to the gradient (default: {default}).
+        weight_decay_scaling (str, keyword-only): s_t for decoupled decay: ``"lr"``
+            (s_t = lr_t, torch's AdamW convention), ``"schedule"`` (s_t = lr_t / initial_lr,
+            Loshchilov & Hutter's η_t) or ``"none"`` (s_t = 1) (default: ``"lr"``).
 """
 
 
+def _document_weight_decay(cls: type[_Optimizer]) -> type[_Optimizer]:
+    """Append the arguments this library adds to a class's docstring."""
+    default = "True" if cls.__name__.endswith("W") else "False"
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _WEIGHT_DECAY_ARGS.format(default=default)
+    return cls
+
+
+@_document_weight_decay
 class SGD(FusedStepMixin, _WeightDecayMixin, torch.optim.SGD):
     r"""Stochastic gradient descent with coupled L2 or decoupled weight decay.
 
@@ -319,7 +331,7 @@ class SGD(FusedStepMixin, _WeightDecayMixin, torch.optim.SGD):
     Without momentum, decoupled decay with ``weight_decay_scaling="lr"`` is coupled
     decay, step for step. With momentum μ and dampening τ the two share the ridge fixed
     point when the coupled λ is (1 − μ)·λ/(1 − τ); the trajectories differ.
-    """ + _WEIGHT_DECAY_ARGS.format(default="False")
+    """
 
     _base_decay_is_coupled = True
 
@@ -363,6 +375,7 @@ class SGD(FusedStepMixin, _WeightDecayMixin, torch.optim.SGD):
         return None if coupled is None else {"weight_decay": coupled}
 
 
+@_document_weight_decay
 class SGDW(SGD):
     """:class:`SGD` with decoupled weight decay by default."""
 
@@ -398,6 +411,7 @@ class SGDW(SGD):
         )
 
 
+@_document_weight_decay
 class Adam(FusedStepMixin, _WeightDecayMixin, torch.optim.Adam):
     r"""Adam with coupled L2 or decoupled weight decay (AdamW).
 
@@ -417,7 +431,7 @@ class Adam(FusedStepMixin, _WeightDecayMixin, torch.optim.Adam):
     torch's convention λ·s_t/lr_t. Full batch, coupled Adam converges to ridge
     regression; decoupled Adam to the least-squares solution inside the box
     ‖θ‖∞ ≤ 1/λ.
-    """ + _WEIGHT_DECAY_ARGS.format(default="False")
+    """
 
     _base_decay_is_coupled = True
 
@@ -465,6 +479,7 @@ class Adam(FusedStepMixin, _WeightDecayMixin, torch.optim.Adam):
         return None if torch_weight_decay is None else {"weight_decay": torch_weight_decay}
 
 
+@_document_weight_decay
 class AdamW(Adam, torch.optim.AdamW):
     """:class:`Adam` with decoupled weight decay by default; a :class:`torch.optim.AdamW`."""
 
@@ -511,6 +526,7 @@ class AdamW(Adam, torch.optim.AdamW):
                 group["decoupled_weight_decay"] = flag
 
 
+@_document_weight_decay
 class RMSprop(FusedStepMixin, _WeightDecayMixin, torch.optim.RMSprop):
     r"""RMSprop with coupled L2 or decoupled weight decay.
 
@@ -529,7 +545,7 @@ class RMSprop(FusedStepMixin, _WeightDecayMixin, torch.optim.RMSprop):
 
     torch has no decoupled RMSprop and no fused RMSprop kernel; ``fused=True`` runs
     one compiled multi-tensor update for every mode.
-    """ + _WEIGHT_DECAY_ARGS.format(default="False")
+    """
 
     _base_decay_is_coupled = True
 
@@ -568,6 +584,7 @@ class RMSprop(FusedStepMixin, _WeightDecayMixin, torch.optim.RMSprop):
         self._choose_implementation(foreach, fused)
 
 
+@_document_weight_decay
 class RMSpropW(RMSprop):
     """:class:`RMSprop` with decoupled weight decay by default."""
 
@@ -623,12 +640,16 @@ def with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimizer]:
         >>> opt = AdagradW(model.parameters(), lr=0.1, weight_decay=1e-2,
         ...                decoupled_weight_decay=True)
     """
-    if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)):
+    if not (
+        isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)
+    ):
         raise TypeError(
             f"optimizer_class must be a torch.optim.Optimizer subclass, got {optimizer_class!r}"
         )
     if issubclass(optimizer_class, torch.optim.LBFGS):
-        raise TypeError("LBFGS re-evaluates its closure within a step; it cannot take weight decay here")
+        raise TypeError(
+            "LBFGS re-evaluates its closure within a step; it cannot take weight decay here"
+        )
     base_takes_weight_decay = "weight_decay" in inspect.signature(optimizer_class).parameters
 
     def __init__(
