@@ -50,6 +50,17 @@ def fused_kernel_supports(params: list[Tensor]) -> bool:
 # -- the functional steps (plain torch code: compiled, or run as they are) -------------
 
 
+def _unscale_and_decay(
+    params: list[Tensor], grads: list[Tensor], factor: Tensor | None, grad_scale: Tensor | None
+) -> list[Tensor]:
+    """What comes before the base update: g/scale (under GradScaler), and p ← p·factor."""
+    if grad_scale is not None:
+        grads = torch._foreach_div(grads, grad_scale)
+    if factor is not None:
+        _decay.shrink(params, factor)
+    return grads
+
+
 def sgd_momentum_update(
     params: list[Tensor],
     grads: list[Tensor],
@@ -65,10 +76,7 @@ def sgd_momentum_update(
     maximize: bool,
 ) -> None:
     """Decoupled decay (p ← p·factor), then torch's multi-tensor SGD with momentum."""
-    if grad_scale is not None:
-        grads = torch._foreach_div(grads, grad_scale)
-    if factor is not None:
-        _decay.shrink(params, factor)
+    grads = _unscale_and_decay(params, grads, factor, grad_scale)
     torch_sgd(
         params,
         grads,
@@ -102,10 +110,7 @@ def rmsprop_update(
     maximize: bool,
 ) -> None:
     """Decoupled decay (p ← p·factor), then torch's multi-tensor RMSprop."""
-    if grad_scale is not None:
-        grads = torch._foreach_div(grads, grad_scale)
-    if factor is not None:
-        _decay.shrink(params, factor)
+    grads = _unscale_and_decay(params, grads, factor, grad_scale)
     torch_rmsprop(
         params,
         grads,
