@@ -16,10 +16,12 @@ regression,
     w^\star = \left(X^\top X/n + \lambda I\right)^{-1} X^\top y / n .
 
 Decoupled decay shrinks θ outside the optimizer's preconditioning. For SGD with
-momentum μ the fixed point is ridge with (1 − μ)λ; for Adam and RMSprop it is the
-least-squares solution inside the box :math:`\lVert w\rVert_\infty \le 1/\lambda`
-— here the box is wide and holds the least-squares solution, so decoupled Adam
-and RMSprop head for ordinary least squares: barely regularised.
+momentum μ (no dampening) the fixed point is ridge with (1 − μ)λ; for Adam, and for
+RMSprop without momentum and not centred as here, it is the least-squares solution
+inside the box :math:`\lVert w\rVert_\infty \le 1/\lambda` (see
+:doc:`/coupled_vs_decoupled` for RMSprop's other settings) — here the box is wide and
+holds the least-squares solution, so decoupled Adam and RMSprop head for ordinary least
+squares: barely regularised.
 """
 
 # %%
