@@ -1,4 +1,4 @@
-"""FoldTrainer against closed-form ridge, and its divergence, determinism and errors."""
+"""FoldTrainer against closed-form ridge at the same λ, and its divergence, determinism and errors."""
 
 from __future__ import annotations
 
@@ -24,13 +24,18 @@ TRAIN, TEST = kfold_splits(N_SAMPLES, 3)[0]
 LINEAR = functools.partial(nn.Linear, N_FEATURES, 1)
 
 
-def ridge_validation_mse(ridge_lambda: float) -> float:
-    """Validation MSE of min (1/2m)‖Xw + b − y‖² + (λ/2)‖w‖² on TRAIN (b unpenalised)."""
+def ridge_test_predictions(lam: float) -> np.ndarray:
+    """Predictions on TEST of min (1/2m)‖Xw + b − y‖² + (λ/2)‖w‖² on TRAIN (b unpenalised)."""
     x_mean, y_mean = X[TRAIN].mean(0), Y[TRAIN].mean()
     xc, yc = X[TRAIN] - x_mean, Y[TRAIN] - y_mean
     m = len(TRAIN)
-    w = np.linalg.solve(xc.T @ xc / m + ridge_lambda * np.eye(N_FEATURES), xc.T @ yc / m)
-    return float(np.mean((X[TEST] @ w + (y_mean - x_mean @ w) - Y[TEST]) ** 2))
+    w = np.linalg.solve(xc.T @ xc / m + lam * np.eye(N_FEATURES), xc.T @ yc / m)
+    return X[TEST] @ w + (y_mean - x_mean @ w)
+
+
+def ridge_validation_mse(lam: float) -> float:
+    """Validation MSE of ridge at the library's λ, trained on TRAIN."""
+    return float(np.mean((ridge_test_predictions(lam) - Y[TEST]) ** 2))
 
 
 def full_batch_trainer(optimizer, epochs: int = 1000, **kwargs) -> FoldTrainer:
@@ -48,8 +53,9 @@ def full_batch_trainer(optimizer, epochs: int = 1000, **kwargs) -> FoldTrainer:
     )
 
 
-# Coupled decay λ on the mean squared error (gradient 2/m·Xᵀ(Xw − y) + λw) is ridge
-# with the library's λ/2. Full batch and many epochs: converged to float64 precision.
+# Coupled decay λ on the default loss, half the mean squared error (gradient
+# Xᵀ(Xw − y)/m + λw), is ridge at the same λ. Full batch and many epochs: converged to
+# float64 precision.
 @settings(max_examples=6)
 @given(
     lam=st.floats(1e-3, 3.0),
@@ -60,7 +66,52 @@ def full_batch_trainer(optimizer, epochs: int = 1000, **kwargs) -> FoldTrainer:
 def test_coupled_decay_reaches_closed_form_ridge(lam, setup):
     optimizer, lr, momentum = setup
     trainer = full_batch_trainer(optimizer, lr=lr, momentum=momentum)
+    assert trainer(lam, TRAIN, TEST) == pytest.approx(ridge_validation_mse(lam), rel=1e-7)
+
+
+def test_a_custom_loss_trains_and_scores():
+    # nn.MSELoss is twice the default loss: coupled λ on it is ridge at λ/2, and with no
+    # score given, the validation number is that loss too.
+    lam = 0.4
+    trainer = full_batch_trainer(l2optim.SGD, epochs=300, lr=0.2, loss=nn.MSELoss())
     assert trainer(lam, TRAIN, TEST) == pytest.approx(ridge_validation_mse(lam / 2), rel=1e-7)
+
+
+def test_the_score_is_separate_from_the_training_loss():
+    lam = 0.4
+    trainer = full_batch_trainer(l2optim.SGD, epochs=300, lr=0.2, score=nn.L1Loss())
+    mean_absolute_error = np.mean(np.abs(ridge_test_predictions(lam) - Y[TEST]))
+    assert trainer(lam, TRAIN, TEST) == pytest.approx(mean_absolute_error, rel=1e-7)
+
+
+# Eight features, forty rows, a weak signal: the 4-fold CV curve of ridge has its minimum
+# well inside (0.03, 3).
+SHRINK_RNG = np.random.default_rng(2)
+SHRINK_X = SHRINK_RNG.normal(size=(40, 8))
+SHRINK_Y = SHRINK_X @ (0.3 * SHRINK_RNG.normal(size=8)) + SHRINK_RNG.normal(size=40)
+
+
+def test_trainer_search_and_ridge_cv_agree_on_the_curve_and_on_lambda():
+    trainer = FoldTrainer(
+        functools.partial(nn.Linear, 8, 1),
+        SHRINK_X,
+        SHRINK_Y,
+        optimizer_kwargs={"lr": 0.35},
+        epochs=100,
+    )
+    # Contiguous folds, as ridge_cv's k-fold.
+    objective = l2optim.kfold_objective(trainer, 40, folds=4, shuffle=False)
+    search = l2optim.select_lambda(
+        objective, bounds=(0.03, 3.0), n_grid=5, xtol=0.05, progress=False
+    )
+    lambdas = [e.lam for e in search.evaluations]
+    oracle = l2optim.ridge_cv(SHRINK_X, SHRINK_Y, lambdas=lambdas, cv=4)
+    closed_form = dict(zip(oracle.lambdas.tolist(), oracle.cv_mean.tolist(), strict=True))
+    for evaluation in search.evaluations:
+        assert evaluation.mean == pytest.approx(closed_form[evaluation.lam], rel=1e-5)
+    best = l2optim.ridge_cv(SHRINK_X, SHRINK_Y, cv=4).lambda_min
+    assert 0.03 < best < 3.0
+    assert abs(math.log(search.lambda_min / best)) < 0.05
 
 
 @pytest.mark.parametrize("lam", [0.05, 1.0])
@@ -69,14 +120,14 @@ def test_decoupled_sgd_with_momentum_has_ridge_fixed_point_of_scaled_lambda(lam)
     trainer = full_batch_trainer(
         l2optim.SGD, epochs=500, lr=0.1, momentum=0.9, decoupled_weight_decay=True
     )
-    expected = ridge_validation_mse((1 - 0.9) * lam / 2)
+    expected = ridge_validation_mse((1 - 0.9) * lam)
     assert trainer(lam, TRAIN, TEST) == pytest.approx(expected, rel=1e-7)
 
 
 def test_coupled_rmsprop_approaches_ridge():
     # RMSprop with a constant lr ends in a small orbit around the fixed point.
     trainer = full_batch_trainer(l2optim.RMSprop, epochs=2000, lr=1e-3)
-    assert trainer(1.0, TRAIN, TEST) == pytest.approx(ridge_validation_mse(0.5), rel=1e-5)
+    assert trainer(0.5, TRAIN, TEST) == pytest.approx(ridge_validation_mse(0.5), rel=1e-5)
 
 
 @pytest.mark.parametrize("optimizer", [l2optim.AdamW, l2optim.RMSpropW])
@@ -156,7 +207,7 @@ def test_model_follows_the_dtype_of_x_and_float32_works():
     trainer = FoldTrainer(
         LINEAR, X.astype(np.float32), Y.astype(np.float32), optimizer_kwargs={"lr": 0.1}, epochs=200
     )
-    assert trainer(0.2, TRAIN, TEST) == pytest.approx(ridge_validation_mse(0.1), rel=1e-4)
+    assert trainer(0.2, TRAIN, TEST) == pytest.approx(ridge_validation_mse(0.2), rel=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -182,6 +233,8 @@ def test_data_on_cuda_trains_the_model_there_with_the_cpu_result():
         ({"y": Y[:-1]}, ValueError, "same number of samples"),
         ({"optimizer": torch.nn.Linear}, TypeError, "optimizer must be"),
         ({"model_factory": "linear"}, TypeError, "model_factory must be callable"),
+        ({"loss": "mse"}, TypeError, "loss must be callable or None, got str"),
+        ({"score": 1.0}, TypeError, "score must be callable or None, got float"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, message):
