@@ -82,8 +82,10 @@ def _build_parser() -> argparse.ArgumentParser:
             "The file has a header row and numbers only. Every column, features and target, is "
             "standardised (mean 0, standard deviation 1, over the whole file), so the scores are "
             "validation mean squared errors of the standardised target: 1 is no better than "
-            "predicting the mean. λ decays weights, not biases. One torch thread per process; "
-            "use --workers to train folds in parallel."
+            "predicting the mean. λ decays weights, not biases, and means what it means in "
+            "l2optim.ridge_cv: the training loss is half the mean squared error, so --model "
+            "ridge with coupled decay minimises (1/2n)||Xw + b - y||^2 + (λ/2)||w||^2. One torch "
+            "thread per process; use --workers to train folds in parallel."
         ),
     )
     data = select.add_argument_group("data")
@@ -389,6 +391,7 @@ def _report(
         "lambda_min": search.lambda_min,
         "lambda_1se": search.lambda_1se,
         "bounds": list(search.bounds),
+        "loss": "half the MSE of the standardised target on the training folds",
         "score": "validation MSE of the standardised target",
         "evaluations": [
             {

@@ -61,7 +61,26 @@ def assert_search_report(report: dict, bounds: tuple[float, float], folds: int) 
         assert row["se"] == pytest.approx(np.std(row["scores"], ddof=1) / np.sqrt(folds))
 
 
-def test_select_lambda_on_a_csv_prints_one_json_object(table):
+def read_standardised(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The features and the target ``y`` of the table, standardised as the command does."""
+    values = np.loadtxt(path, delimiter=",", skiprows=1)
+    sd = values.std(axis=0)
+    values = (values - values.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    return values[:, :-1], values[:, -1]
+
+
+def ridge_fold_mse(X: np.ndarray, y: np.ndarray, lam: float, train, test) -> float:
+    """Validation MSE of min (1/2m)‖Xw + b − y‖² + (λ/2)‖w‖² on the m rows ``train``."""
+    x_mean, y_mean = X[train].mean(0), y[train].mean()
+    xc, yc = X[train] - x_mean, y[train] - y_mean
+    gram = xc.T @ xc / len(train) + lam * np.eye(X.shape[1])
+    w = np.linalg.solve(gram, xc.T @ yc / len(train))
+    return float(np.mean((X[test] @ w + y_mean - x_mean @ w - y[test]) ** 2))
+
+
+def test_select_lambda_on_a_csv_reports_ridge_cv_at_the_library_lambda(table):
+    # Linear model, coupled SGD (momentum 0.9), full batch, converged: every fold score is
+    # closed-form ridge at the reported λ on that fold (float32 training, hence rel=1e-4).
     done = run_cli(
         "select-lambda",
         str(table),
@@ -69,21 +88,26 @@ def test_select_lambda_on_a_csv_prints_one_json_object(table):
         "y",
         *FAST,
         "--epochs",
-        "100",
+        "300",
+        "--batch-size",
+        "40",
         "--lr",
         "0.1",
         "--bounds",
         "1e-4",
         "5",
-        "--optimizer",
-        "adam",
-        "--decoupled",
         "--json",
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert_search_report(report, (1e-4, 5.0), folds=3)
-    assert report["n_samples"] == 40 and report["n_features"] == 3 and report["decoupled"]
+    assert report["n_samples"] == 40 and report["n_features"] == 3 and not report["decoupled"]
+    assert "half the MSE" in report["loss"]
+    X, y = read_standardised(table)
+    splits = l2optim.kfold_splits(40, 3, random_state=0)  # --seed 0 seeds the folds
+    for row in report["evaluations"]:
+        expected = [ridge_fold_mse(X, y, row["lambda"], *split) for split in splits]
+        assert row["scores"] == pytest.approx(expected, rel=1e-4)
     # A 2-feature linear signal with little noise: far better than predicting the mean.
     assert min(row["mean"] for row in report["evaluations"]) < 0.3
 
@@ -113,11 +137,24 @@ def test_demo_writes_a_plot_and_a_log_that_a_rerun_reuses(tmp_path):
 
 def test_table_output_and_two_worker_processes(table):
     done = run_cli(
-        "select-lambda", str(table), "--target", "y", *FAST, "--model", "mlp", "--workers", "2"
+        "select-lambda",
+        str(table),
+        "--target",
+        "y",
+        *FAST,
+        "--model",
+        "mlp",
+        "--optimizer",
+        "adam",
+        "--decoupled",
+        "--workers",
+        "2",
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("data.csv: 40 rows, 3 features, target 'y'; mlp")
+    assert lines[0].startswith(
+        "data.csv: 40 rows, 3 features, target 'y'; mlp trained with adam (decoupled"
+    )
     assert sum("<- min" in line for line in lines) == 1
     assert lines[-1].startswith("chosen lambda (min): ")
     assert 1e-5 <= float(lines[-1].split(": ")[1]) <= 1.0
@@ -145,26 +182,18 @@ def assert_one_line_usage_error(status: int, stdout: str, stderr: str, message: 
 
 
 def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
-    files = bad_files(tmp_path)
+    # As users run it, in a subprocess: a check before training, and the two failures
+    # that only training finds. The other checks run in process below.
     csv = ["select-lambda", str(table), "--target", "y"]
     cases = [
         (["select-lambda", str(tmp_path / "missing.csv"), "--target", "y"], "no such file"),
-        ([*csv[:-1], "z"], "unknown column 'z' for --target; the columns are: x1, x2, const, y"),
-        (
-            ["select-lambda", str(files["text"]), "--target", "y"],
-            "column 'b', row 2 (line 3): 'five' is not a number",
-        ),
-        (["select-lambda", str(files["empty"]), "--target", "y"], "the file is empty"),
-        ([*csv, "--bounds", "1", "0.1"], "--bounds LO HI must satisfy 0 < LO < HI, got 1 0.1"),
-        ([*csv, "--bounds", "0", "1"], "--bounds LO HI must satisfy 0 < LO < HI, got 0 1"),
-        ([*csv, "--folds", "41"], "--folds must be between 2 and the number of rows (40), got 41"),
         # Every λ of the grid diverges: nothing to refine, and the message says what to try.
         ([*csv, *FAST, "--lr", "1e30"], "try a smaller --lr"),
         # Decoupled decay with lr·λ = 1 would zero every weight: the optimizer refuses.
         ([*csv, *FAST, "--decoupled", "--bounds", "1", "1000"], "training failed at lambda=100"),
     ]
     # Each run mostly waits for torch to import: run them side by side.
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(len(cases)) as pool:
         runs = list(pool.map(lambda case: run_cli(*case[0]), cases))
     for (_, message), done in zip(cases, runs, strict=True):
         assert_one_line_usage_error(done.returncode, done.stdout, done.stderr, message)
@@ -173,6 +202,15 @@ def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["{table}", "--target", "z"], "unknown column 'z' for --target; the columns are: x1, x2"),
+        (["{text}", "--target", "y"], "column 'b', row 2 (line 3): 'five' is not a number"),
+        (["{empty}", "--target", "y"], "the file is empty"),
+        (["{table}", "--target", "y", "--bounds", "1", "0.1"], "0 < LO < HI, got 1 0.1"),
+        (["{table}", "--target", "y", "--bounds", "0", "1"], "0 < LO < HI, got 0 1"),
+        (
+            ["{table}", "--target", "y", "--folds", "41"],
+            "--folds must be between 2 and the number of rows (40), got 41",
+        ),
         (["{header}", "--target", "b"], "a header row but no data rows"),
         (["{ragged}", "--target", "y"], "row 2 (line 3) has 1 fields, the header has 2"),
         (["{text}", "--target", "y", "--folds", "1"], "--folds must be at least 2, got 1"),
@@ -185,9 +223,9 @@ def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
         (["--demo", "--plot", "{missing}/cv.png"], "does not exist"),
     ],
 )
-def test_more_bad_inputs_in_process(tmp_path, capsys, args, message):
+def test_more_bad_inputs_in_process(tmp_path, capsys, table, args, message):
     # The same entry point, called in this process: every check runs before any training.
-    files = {**bad_files(tmp_path), "missing": tmp_path / "missing"}
+    files = {**bad_files(tmp_path), "missing": tmp_path / "missing", "table": table}
     argv = ["select-lambda", *(a.format(**files) for a in args)]
     with pytest.raises(SystemExit) as stopped:
         main(argv)
