@@ -90,5 +90,5 @@ plt.show()
 # λ keeps its meaning, as a shrinkage over the run, while η₀ is tuned.
 # With ``"lr"`` it falls by orders of magnitude as η₀ grows, so a λ tuned at one
 # learning rate is a different regulariser at another. (The ``"lr"`` convention has
-# its own invariance: for Adam its fixed point, the box ‖θ‖∞ ≤ 1/λ, does not depend
-# on η₀ — see :doc:`ridge_vs_box`.)
+# its own invariance: full batch, AdamW's fixed point is the box ‖θ‖∞ ≤ 1/λ, in
+# which η₀ does not appear — see :doc:`ridge_vs_box`.)

@@ -8,9 +8,9 @@ Brent's method on :math:`\ln\lambda` — on a k-fold objective whose folds run i
 parallel on any :class:`concurrent.futures.Executor`.
 
 Here a one-hidden-layer MLP is trained with :class:`l2optim.AdamW` (decoupled
-decay, biases and the output bias left undecayed by :func:`l2optim.decay_groups`)
-on the diabetes data (Efron et al., 2004; the scikit-learn copy, BSD-3-Clause,
-shipped with l2optim), five folds at a time on a local process pool.
+decay; the biases left undecayed by :func:`l2optim.decay_groups`) on the diabetes
+data (Efron et al., 2004; the scikit-learn copy, BSD-3-Clause, shipped with
+l2optim), five folds per λ, two at a time on a local process pool.
 """
 
 # %%

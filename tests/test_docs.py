@@ -90,3 +90,45 @@ def test_python_snippets_run(page: Path, tmp_path: Path) -> None:
         env=dict(os.environ, MPLBACKEND="Agg"),
     )
     assert done.returncode == 0, f"{page.name}:\n{done.stderr}"
+
+
+# The migrating page: "With sharded (DTensor) parameters l2optim does not switch on fused
+# kernels by itself." One gloo process, so a real DTensor without a cluster.
+_DTENSOR_DEFAULTS = """
+import os, sys, tempfile
+import torch
+import torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.tensor import Replicate, distribute_tensor
+import l2optim
+
+store = os.path.join(tempfile.mkdtemp(), "store")
+dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+try:
+    mesh = init_device_mesh("cpu", (1,))
+    sharded = torch.nn.Parameter(distribute_tensor(torch.randn(4, 3), mesh, [Replicate()]))
+    plain = torch.nn.Parameter(torch.randn(4, 3))
+    momentum = {"momentum": 0.9}
+    for cls, kwargs in [
+        (l2optim.SGD, momentum), (l2optim.SGDW, momentum), (l2optim.Adam, {}), (l2optim.AdamW, {})
+    ]:
+        assert cls([plain], lr=0.1, **kwargs).param_groups[0]["fused"] is True, cls
+        optimizer = cls([sharded], lr=0.1, **kwargs)
+        assert not optimizer.param_groups[0]["fused"], cls
+        sharded.grad = torch.ones_like(sharded)
+        optimizer.step()  # and the step runs on the DTensor
+finally:
+    dist.destroy_process_group()
+"""
+
+
+def test_dtensor_parameters_keep_torchs_default_implementation(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _DTENSOR_DEFAULTS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=dict(os.environ, GLOO_SOCKET_IFNAME="lo"),
+    )
+    assert done.returncode == 0, done.stderr

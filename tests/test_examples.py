@@ -6,10 +6,14 @@ import os
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+import l2optim
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 _NUMBER = r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
@@ -115,3 +119,131 @@ def test_norms_and_biases_decayed_bias_is_shrunk_mean() -> None:
     assert grouped["bias"] == pytest.approx(float(out.split("mean training target:")[1]), abs=1e-5)
     assert decayed["bias"] == pytest.approx(grouped["bias"] / (1 + 0.5), abs=1e-5)  # λ = 0.5 there
     assert decayed["test_mse"] > grouped["test_mse"]
+
+
+def diabetes_standardised() -> tuple[np.ndarray, np.ndarray]:
+    """The data of the coupled-vs-decoupled example: features and target standardised."""
+    X, y, _ = l2optim.data.load_diabetes()
+    return (X - X.mean(0)) / X.std(0), (y - y.mean()) / y.std()
+
+
+def test_coupled_vs_decoupled_reaches_ridge_and_heads_for_least_squares() -> None:
+    out = run_example("coupled_vs_decoupled.py")
+    X, y = diabetes_standardised()
+    n, p = X.shape
+    weight_decay, momentum = 0.5, 0.9  # as the example states
+    ridge = np.linalg.solve(X.T @ X / n + weight_decay * np.eye(p), X.T @ y / n)
+    least_squares = np.linalg.lstsq(X, y, rcond=None)[0]
+    reference = fields(line_starting(out, "reference:"))
+    assert reference["ridge_norm"] == pytest.approx(np.linalg.norm(ridge), abs=1e-4)
+    assert reference["least_squares_norm"] == pytest.approx(np.linalg.norm(least_squares), abs=1e-4)
+    # The box 1/λ holds least squares, so decoupled Adam and RMSprop may head there.
+    assert np.abs(least_squares).max() < reference["box"] == pytest.approx(1 / weight_decay)
+    runs = {
+        (name, form): fields(line_starting(out, f"{name} {form}:"))
+        for name in ("SGD", "Adam", "RMSprop")
+        for form in ("coupled", "decoupled")
+    }
+    for name in ("SGD", "Adam", "RMSprop"):
+        assert runs[name, "coupled"]["distance_to_ridge"] < 1e-3, name
+    # Decoupled SGD: ridge at (1 − μ)λ, not at λ.
+    assert runs["SGD", "decoupled"]["distance_to_ridge_for_sgdw"] < 1e-3
+    ridge_for_sgdw = np.linalg.solve(
+        X.T @ X / n + (1 - momentum) * weight_decay * np.eye(p), X.T @ y / n
+    )
+    assert runs["SGD", "decoupled"]["distance_to_ridge"] == pytest.approx(
+        np.linalg.norm(ridge_for_sgdw - ridge), abs=1e-3
+    )
+    # Decoupled Adam and RMSprop leave ridge and are nearer least squares than ridge is.
+    ridge_to_least_squares = np.linalg.norm(ridge - least_squares)
+    for name in ("Adam", "RMSprop"):
+        decoupled = runs[name, "decoupled"]
+        assert decoupled["distance_to_ridge"] > 0.1, name
+        assert decoupled["distance_to_least_squares"] < 0.5 * ridge_to_least_squares, name
+
+
+def cosine_lrs(base_lr: float, steps: int) -> np.ndarray:
+    """η_t of CosineAnnealingLR(T_max=steps, eta_min=0) at the steps t = 0 … steps − 1."""
+    return base_lr * (1 + np.cos(np.pi * np.arange(steps) / steps)) / 2
+
+
+def test_lr_schedule_scaling_shrinkage_is_the_product_of_the_decays() -> None:
+    out = run_example("lr_schedule_scaling.py")
+    steps = 400  # as the example states
+    by_scaling: dict[str, list[dict[str, float]]] = {"lr": [], "schedule": []}
+    for line in out.splitlines():
+        if line.startswith("scaling="):
+            by_scaling[line.split()[0].removeprefix("scaling=")].append(fields(line))
+    assert [len(v) for v in by_scaling.values()] == [5, 5]
+    for scaling, runs in by_scaling.items():
+        for run in runs:
+            lrs = cosine_lrs(run["base_lr"], steps)
+            # s_t = η_t ("lr") or η_t/η₀ ("schedule"); the probe only ever decays.
+            scale = lrs if scaling == "lr" else lrs / run["base_lr"]
+            expected = np.prod(1 - scale * run["weight_decay"])
+            assert run["total_shrinkage"] == pytest.approx(expected, rel=1e-4), (scaling, run)
+    # "schedule": the same shrinkage at every base rate; "lr": orders of magnitude apart.
+    schedule = [run["total_shrinkage"] for run in by_scaling["schedule"]]
+    assert max(schedule) == pytest.approx(min(schedule), rel=1e-5)
+    lr = [run["total_shrinkage"] for run in by_scaling["lr"]]
+    assert lr == sorted(lr, reverse=True) and lr[0] / lr[-1] > 1e6
+
+
+def loo_mse(X: np.ndarray, y: np.ndarray, lam: float) -> float:
+    """Leave-one-out MSE of ridge with an unpenalised intercept, refitting n times."""
+    errors = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        Xk, yk = X[keep], y[keep]
+        mean_x, mean_y = Xk.mean(0), yk.mean()
+        Xc = Xk - mean_x
+        n = len(yk)
+        w = np.linalg.solve(Xc.T @ Xc / n + lam * np.eye(X.shape[1]), Xc.T @ (yk - mean_y) / n)
+        errors.append((X[i] - mean_x) @ w + mean_y - y[i])
+    return float(np.mean(np.square(errors)))
+
+
+def test_ridge_cv_curve_lambda_beats_no_penalty() -> None:
+    """The FAQ's claim: on the diabetes data the CV error is lowest at a λ above zero."""
+    out = run_example("ridge_cv_curve.py")
+    printed = fields(line_starting(out, "ridge_cv:"))
+    assert printed["lambda_1se"] >= printed["lambda_min"] > 0
+    X, y, _ = l2optim.data.load_diabetes()
+    X = (X - X.mean(0)) / X.std(0)
+    at_min = loo_mse(X, y, printed["lambda_min"])
+    assert at_min < loo_mse(X, y, 0.0)
+    # A local minimum of the brute-force curve, within the printed precision.
+    assert at_min <= loo_mse(X, y, printed["lambda_min"] * 1.5)
+    assert at_min <= loo_mse(X, y, printed["lambda_min"] / 1.5)
+    lowest = float(line_starting(out, "lowest CV").split(":")[1].split("±")[0])
+    assert lowest == pytest.approx(at_min, abs=0.01)
+
+
+def mlp(n_features: int, hidden: int) -> torch.nn.Module:
+    """The example's model."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(n_features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
+    )
+
+
+def test_select_lambda_mlp_scores_are_those_of_one_process() -> None:
+    """The pool's CV mean at λ_min is what the example's trainer gives in this process."""
+    out = run_example("select_lambda_mlp.py")
+    search = fields(line_starting(out, "select_lambda:"))
+    best = fields(line_starting(out, "best evaluation:"))
+    assert 1e-3 <= search["lambda_min"] <= search["lambda_1se"] <= 30.0  # the bounds
+    assert best["lam"] == pytest.approx(search["lambda_min"], rel=1e-3)
+    assert search["evaluations"] > 5  # the grid of 5, then Brent
+    X, y = diabetes_standardised()
+    trainer = l2optim.FoldTrainer(
+        partial(mlp, X.shape[1], 32),
+        X.astype(np.float32),
+        y.astype(np.float32),
+        optimizer=l2optim.AdamW,
+        optimizer_kwargs={"lr": 1e-2},
+        epochs=15,
+        batch_size=128,
+    )
+    scores = l2optim.kfold_objective(trainer, len(y), folds=5)(best["lam"])
+    # λ is printed to four digits, so the scores agree to about as many.
+    assert np.mean(scores) == pytest.approx(best["mean"], abs=5e-4)
