@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,12 @@ class KFoldObjective:
     the executor (or runs them in turn without one) and returns the scores in fold
     order, as a tuple of floats.
 
+    On a dask.distributed executor (``client.get_executor()``), ``fit_score`` and the
+    data it holds are sent to every worker once, on the first call, and each fold task
+    refers to that copy: a search of many λ does not ship the data again for each fold.
+    The copy stays on the cluster while the objective lives. Any other executor receives
+    ``fit_score`` with every fold task.
+
     It pickles (so it can itself be shipped to a worker), provided ``fit_score`` does;
     an executor does not travel between processes, so an unpickled copy runs its folds
     serially.
@@ -70,6 +77,8 @@ class KFoldObjective:
         self.fit_score = fit_score
         self.splits = splits
         self.executor = executor
+        # fit_score on the workers of a dask cluster, once the first call has sent it.
+        self._scattered: Any = None
 
     @property
     def folds(self) -> int:
@@ -80,9 +89,7 @@ class KFoldObjective:
         lam = float(lam)
         if self.executor is None:
             return tuple(float(self.fit_score(lam, train, test)) for train, test in self.splits)
-        futures = [
-            self.executor.submit(self.fit_score, lam, train, test) for train, test in self.splits
-        ]
+        futures = [self._submit(self.executor, lam, train, test) for train, test in self.splits]
         try:
             return tuple(float(future.result()) for future in futures)
         finally:
@@ -90,8 +97,22 @@ class KFoldObjective:
             for future in futures:
                 future.cancel()
 
+    def _submit(
+        self, executor: Executor, lam: float, train: np.ndarray, test: np.ndarray
+    ) -> Future:
+        """One fold as a task of ``executor``; on dask, ``fit_score`` goes to the workers once."""
+        client = _dask_client(executor)
+        if client is None:
+            return executor.submit(self.fit_score, lam, train, test)
+        if self._scattered is None:
+            # In a list of one: scatter takes a bare sequence or dict as many items. No
+            # hashing: dask would pickle the whole data to name it.
+            [self._scattered] = client.scatter([self.fit_score], broadcast=True, hash=False)
+        # dask hands each task the workers' copy in place of the future.
+        return executor.submit(_call, self._scattered, lam, train, test)
+
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "executor": None}
+        return {**self.__dict__, "executor": None, "_scattered": None}
 
     def __repr__(self) -> str:
         return (
@@ -130,7 +151,8 @@ def kfold_objective(
         random_state: seed of that shuffle.
         executor: any :class:`concurrent.futures.Executor` to run the folds of one λ
             concurrently: a :class:`~concurrent.futures.ProcessPoolExecutor`, or
-            ``dask.distributed.Client(...).get_executor()`` for a cluster. ``None`` runs
+            ``dask.distributed.Client(...).get_executor()`` for a cluster, which receives
+            ``fit_score`` and its data once rather than with every fold. ``None`` runs
             them in turn in this process. The executor is the caller's: it is not shut
             down here.
 
@@ -151,6 +173,21 @@ def kfold_objective(
         )
     splits = kfold_splits(n_samples, folds, shuffle=shuffle, random_state=random_state)
     return KFoldObjective(fit_score, splits, executor)
+
+
+def _call(fit_score: FitScore, lam: float, train: np.ndarray, test: np.ndarray) -> float:
+    """``fit_score`` on one fold, for a task that receives ``fit_score`` as an argument."""
+    return fit_score(lam, train, test)
+
+
+def _dask_client(executor: Executor) -> Any:
+    """The dask.distributed client behind ``executor``, or None for any other executor."""
+    # An executor made by a dask client means distributed is imported already: look it up
+    # rather than import it for every other executor.
+    cfexecutor = sys.modules.get("distributed.cfexecutor")
+    if cfexecutor is None or not isinstance(executor, cfexecutor.ClientExecutor):
+        return None
+    return executor._client  # ClientExecutor keeps its client under this name only
 
 
 def _check_count(name: str, value: Any, *, low: int) -> int:

@@ -34,6 +34,22 @@ def fail_on_second_fold(lam: float, train_idx: np.ndarray, test_idx: np.ndarray)
     return 0.0
 
 
+class CountsPickles:
+    """A fit_score that counts how often this process pickles it (to send it elsewhere)."""
+
+    pickled = 0
+
+    def __init__(self, fit_score) -> None:
+        self.fit_score = fit_score
+
+    def __call__(self, lam: float, train_idx: np.ndarray, test_idx: np.ndarray) -> float:
+        return self.fit_score(lam, train_idx, test_idx)
+
+    def __getstate__(self) -> dict:
+        type(self).pickled += 1
+        return self.__dict__
+
+
 def small_trainer() -> FoldTrainer:
     return FoldTrainer(
         functools.partial(nn.Linear, 4, 1),
@@ -139,9 +155,9 @@ def test_select_lambda_runs_on_a_kfold_objective():
     assert search.lambda_1se is not None and search.lambda_1se >= search.lambda_min
 
 
-def test_dask_local_cluster_gives_exactly_the_serial_scores():
+def test_dask_local_cluster_gives_the_serial_scores_and_receives_the_data_once():
     distributed = pytest.importorskip("distributed")
-    trainer = small_trainer()
+    trainer = CountsPickles(small_trainer())
     serial = kfold_objective(trainer, len(Y), folds=4)
     with (
         distributed.LocalCluster(
@@ -155,4 +171,8 @@ def test_dask_local_cluster_gives_exactly_the_serial_scores():
     ):
         on_cluster = kfold_objective(trainer, len(Y), folds=4, executor=client.get_executor())
         assert isinstance(on_cluster, KFoldObjective)
+        CountsPickles.pickled = 0
         assert on_cluster(1e-2) == serial(1e-2)
+        assert on_cluster(0.5) == serial(0.5)
+        # Eight fold tasks, one copy of the trainer and its data sent to the workers.
+        assert CountsPickles.pickled == 1
