@@ -75,20 +75,25 @@ def test_maths_is_served_by_the_site_itself() -> None:
     assert "intersphinx" not in conf  # it downloads inventories at build time
 
 
+def run_script(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter in ``cwd``, with ``env`` added to the environment."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=cwd,
+        env=dict(os.environ, **env),
+    )
+
+
 @pytest.mark.parametrize(
     "page", [p for p in PAGES if _PYTHON_BLOCK.search(p.read_text())], ids=lambda p: p.name
 )
 def test_python_snippets_run(page: Path, tmp_path: Path) -> None:
     """Each page's ``python`` blocks run, in order, as one script in a fresh interpreter."""
     script = "\n".join(_PYTHON_BLOCK.findall(page.read_text()))
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-        env=dict(os.environ, MPLBACKEND="Agg"),
-    )
+    done = run_script(script, tmp_path, MPLBACKEND="Agg")
     assert done.returncode == 0, f"{page.name}:\n{done.stderr}"
 
 
@@ -123,12 +128,5 @@ finally:
 
 
 def test_dtensor_parameters_keep_torchs_default_implementation(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _DTENSOR_DEFAULTS],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=dict(os.environ, GLOO_SOCKET_IFNAME="lo"),
-    )
+    done = run_script(_DTENSOR_DEFAULTS, tmp_path, GLOO_SOCKET_IFNAME="lo")
     assert done.returncode == 0, done.stderr
