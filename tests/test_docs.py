@@ -130,3 +130,11 @@ finally:
 def test_dtensor_parameters_keep_torchs_default_implementation(tmp_path: Path) -> None:
     done = run_script(_DTENSOR_DEFAULTS, tmp_path, GLOO_SOCKET_IFNAME="lo")
     assert done.returncode == 0, done.stderr
+
+
+def test_pytorch_optimizers_adamw_is_torchs() -> None:
+    """The performance page compares with torch only, because this peer is torch."""
+    peer = pytest.importorskip("pytorch_optimizer")
+    import torch
+
+    assert peer.AdamW is torch.optim.AdamW
