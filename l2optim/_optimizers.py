@@ -330,7 +330,9 @@ class SGD(FusedStepMixin, _WeightDecayMixin, torch.optim.SGD):
 
     Without momentum, decoupled decay with ``weight_decay_scaling="lr"`` is coupled
     decay, step for step. With momentum μ and dampening τ the two share the ridge fixed
-    point when the coupled λ is (1 − μ)·λ/(1 − τ); the trajectories differ.
+    point when the coupled λ is s·λ·(1 − μ)/(lr·(1 − τ)), i.e. (1 − μ)·λ/(1 − τ) with
+    the default scaling (:func:`l2optim.conversions.coupled_from_decoupled`); the
+    trajectories differ.
     """
 
     _base_decay_is_coupled = True
@@ -430,7 +432,7 @@ class Adam(FusedStepMixin, _WeightDecayMixin, torch.optim.Adam):
     Decoupled decay runs on torch's own AdamW kernels, with λ expressed per step in
     torch's convention λ·s_t/lr_t. Full batch, coupled Adam converges to ridge
     regression; decoupled Adam to the least-squares solution inside the box
-    ‖θ‖∞ ≤ 1/λ.
+    ‖θ‖∞ ≤ lr/(s·λ), which is 1/λ with the default scaling ``"lr"``.
     """
 
     _base_decay_is_coupled = True
@@ -542,6 +544,11 @@ class RMSprop(FusedStepMixin, _WeightDecayMixin, torch.optim.RMSprop):
              \theta_t \leftarrow \theta_{t-1} - \gamma_t b_t
              \quad (\mu = 0:\ \theta_t \leftarrow \theta_{t-1} - \gamma_t g_t/(\sqrt{\tilde v_t}+\epsilon))
         \end{aligned}
+
+    Full batch, coupled RMSprop converges to ridge regression. Decoupled RMSprop (default
+    scaling) approaches the least-squares solution inside the box ‖θ‖∞ ≤ 1/λ without
+    momentum, ‖θ‖∞ ≤ 1/((1 − μ)·λ) with momentum μ; centred, it has no such box (v − ḡ²
+    vanishes as the gradient settles) and ends near plain least squares.
 
     torch has no decoupled RMSprop and no fused RMSprop kernel; ``fused=True`` runs
     one compiled multi-tensor update for every mode.

@@ -141,7 +141,9 @@ def coupled_from_decoupled(
     Without momentum torch's SGD keeps no buffer and ignores d; so does this function.
     The trajectories of the two forms differ whenever μ > 0; only the fixed point is
     shared. Adam and RMSprop have no such equivalent: full batch, their decoupled
-    form approaches the box ‖θ‖∞ ≤ 1/λ, not a ridge solution.
+    form approaches a box-constrained least-squares solution (‖θ‖∞ ≤ 1/λ for Adam and
+    plain RMSprop with the default scaling; 1/((1 − μ)·λ) for RMSprop with momentum;
+    none for centred RMSprop), not a ridge solution.
 
     Args:
         weight_decay: the decoupled λ, >= 0.
