@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "ci",
     derandomize=True,
+    database=None,  # no examples replayed from earlier local runs
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
