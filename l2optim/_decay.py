@@ -28,6 +28,7 @@ __all__ = [
     "decay_scale",
     "decoupled_factor",
     "shrink",
+    "with_grad",
 ]
 
 #: The allowed values of ``weight_decay_scaling``.
@@ -73,6 +74,11 @@ def decay_scale(scaling: str, lr: Scalar, initial_lr: Scalar | None) -> Scalar:
         return 1.0
     check_weight_decay_scaling(scaling, decoupled=True)
     raise AssertionError("unreachable")
+
+
+def with_grad(params: Sequence[Tensor]) -> list[Tensor]:
+    """The parameters a step decays: those that have a gradient."""
+    return [p for p in params if p.grad is not None]
 
 
 def decoupled_factor(scale: Scalar, weight_decay: Scalar) -> Scalar:

@@ -253,7 +253,7 @@ class FusedStepMixin:
         # as GradScaler itself makes for every unfused optimizer.
         if found_inf is not None and bool(found_inf.item()):
             return
-        params = [p for p in group["params"] if p.grad is not None]
+        params = _decay.with_grad(group["params"])
         if not params:
             return
         if not fused_kernel_supports(params):

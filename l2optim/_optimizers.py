@@ -192,7 +192,7 @@ class _WeightDecayMixin:
         for group, plan in zip(self.param_groups, plans, strict=True):
             if plan.factor is None or plan.compiled:
                 continue
-            params = [p for p in group["params"] if p.grad is not None]
+            params = _decay.with_grad(group["params"])
             with torch.set_grad_enabled(group.get("differentiable", False)):
                 _decay.shrink(
                     params, plan.factor, found_inf=found_inf, foreach=_use_foreach(group, params)
@@ -207,7 +207,7 @@ class _WeightDecayMixin:
             for group, plan in zip(self.param_groups, plans, strict=True):
                 if plan.coupled is None:
                     continue
-                params = [p for p in group["params"] if p.grad is not None]
+                params = _decay.with_grad(group["params"])
                 grads = [p.grad for p in params]
                 with torch.no_grad():
                     decayed = _decay.add_coupled_decay(
