@@ -657,7 +657,8 @@ def with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimizer]:
         raise TypeError(
             "LBFGS re-evaluates its closure within a step; it cannot take weight decay here"
         )
-    base_takes_weight_decay = "weight_decay" in inspect.signature(optimizer_class).parameters
+    base_signature = inspect.signature(optimizer_class)
+    base_takes_weight_decay = "weight_decay" in base_signature.parameters
 
     def __init__(
         self,
@@ -668,7 +669,7 @@ def with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimizer]:
         **kwargs: Any,
     ) -> None:
         if base_takes_weight_decay:
-            weight_decay = inspect.signature(optimizer_class).bind(params, *args, **kwargs)
+            weight_decay = base_signature.bind(params, *args, **kwargs)
             weight_decay = weight_decay.arguments.get("weight_decay", 0.0)
         else:
             weight_decay = kwargs.pop("weight_decay", 0.0)
