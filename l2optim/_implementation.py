@@ -1,0 +1,57 @@
+"""Which implementation runs a step when the user chose none.
+
+torch's default constructor never picks its fused kernels, though a step is memory-bound
+and the fused kernels read and write each tensor once. l2optim picks one where it is
+measured to help (``benchmarks/step_time.py``), without changing what the optimizer
+shows the world: the param groups keep ``foreach=None, fused=None`` and GradScaler still
+unscales and skips by itself, exactly as for torch's default constructor. The choice is
+made per step from the parameters alone, so a pickled, copied or reloaded optimizer
+makes the same choice and continues bit for bit.
+
+* CUDA: the fused kernel.
+* CPU: the fused kernel only when every tensor is large. torch's CPU kernels split work
+  over threads per tensor; its per-op loop (the CPU default) keeps small tensors on the
+  calling thread, while the fused kernel opens a parallel region for every tensor, which
+  on a busy machine costs milliseconds per tensor.
+* Anything else: torch's own default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from l2optim import _compat
+
+__all__ = ["CPU_FUSED_MIN_NUMEL", "fused_kernel_supports", "prefers_fused_kernel"]
+
+#: Elements a CPU tensor needs before the fused kernel beats torch's per-op loop, idle or
+#: on a contended machine; twice the size at which torch's element-wise ops go parallel.
+CPU_FUSED_MIN_NUMEL = 1 << 16
+
+
+def fused_kernel_supports(params: Sequence[Tensor]) -> bool:
+    """Whether torch's fused kernels accept every tensor in ``params``.
+
+    Plain dense floating-point tensors on a supported device; not complex, sparse, or a
+    tensor subclass such as DTensor (some fused kernels have no sharding rule for it).
+    """
+    devices = _compat.fused_kernel_devices()
+    return bool(params) and all(
+        type(p) in (Tensor, torch.nn.Parameter)
+        and p.device.type in devices
+        and torch.is_floating_point(p)
+        and not p.is_sparse
+        for p in params
+    )
+
+
+def prefers_fused_kernel(params: Sequence[Tensor]) -> bool:
+    """Whether a group of ``params`` whose user chose no implementation runs fused."""
+    if not fused_kernel_supports(params):
+        return False
+    if all(p.device.type == "cuda" for p in params):
+        return True
+    return all(p.device.type == "cpu" and p.numel() >= CPU_FUSED_MIN_NUMEL for p in params)
