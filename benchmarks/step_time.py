@@ -1,6 +1,7 @@
 """Optimizer step time: l2optim against torch.optim, the memory floor and peers.
 
 Run:  python benchmarks/step_time.py [--device cpu|cuda] [--repeats 15] [--layouts large,small]
+                                    [--contended]
 
 For each mode (SGD with momentum, Adam, RMSprop; coupled and decoupled) it times, in one
 process with the candidates interleaved round by round, the median step of:
@@ -14,9 +15,12 @@ process with the candidates interleaved round by round, the median step of:
   writes each parameter and one buffer: 20 bytes per float32 parameter);
 * pytorch_optimizer's SGDW and AdamW, when installed (the ``bench`` extra).
 
-It prints ratios: A = l2optim default / torch default, B = l2optim default / torch fastest,
-C = l2optim fused / floor (modes torch has no fused kernel for), and the bytes of optimizer
-state per parameter. On CUDA it also prints the fraction of the device's copy bandwidth
+It prints ratios: A = l2optim default / torch default (mean step time; "p90" compares the
+slowest tenth of steps), B = l2optim default / torch fastest, C = l2optim fused / floor
+(modes torch has no fused kernel for), "fused/default" = torch's fused kernel / torch's
+default (on CPU, what l2optim's default ran before it chose per tensor size), and the bytes
+of optimizer state per parameter. ``--contended`` runs a second process doing
+multi-threaded matrix products on every core while timing, as on a shared machine. On CUDA it also prints the fraction of the device's copy bandwidth
 that l2optim's default step reaches. Times mean little on a shared machine; ratios measured
 side by side do.
 """
@@ -24,7 +28,10 @@ side by side do.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,12 +42,16 @@ import l2optim
 
 LR, WD, MOMENTUM = 1e-3, 1e-2, 0.9
 
-LAYOUTS = {
-    "large": (100, 80_000),  # 8M parameters in 100 tensors
-    "small": (1_000, 1_000),  # 1M parameters in 1,000 small tensors
+LAYOUTS: dict[str, list[tuple[int, ...]]] = {
+    # A 697-parameter MLP (8 → 32 → 12 → 1): where per-step overhead is everything.
+    "tiny": [(32, 8), (32,), (12, 32), (12,), (1, 12), (1,)],
+    "small": [(1_000,)] * 1_000,  # 1M parameters in 1,000 small tensors
+    "large": [(80_000,)] * 100,  # 8M parameters in 100 tensors
     # 100M parameters: big enough that a GPU step is not bound by launch overhead.
-    "huge": (100, 1_000_000),
+    "huge": [(1_000_000,)] * 100,
 }
+#: Rounds per ``--repeats`` for layouts whose steps take microseconds.
+ROUNDS_PER_REPEAT = {"tiny": 100}
 
 # (l2optim class, torch class, kwargs, state bytes per float32 parameter incl. p and g)
 MODES: dict[str, tuple[type, type, dict]] = {
@@ -51,14 +62,29 @@ MODES: dict[str, tuple[type, type, dict]] = {
 BYTES_PER_PARAM = {"sgd-momentum": 20, "adam": 28, "rmsprop": 20}
 
 
-def make_params(count: int, size: int, device: str) -> list[torch.Tensor]:
+def make_params(shapes: list[tuple[int, ...]], device: str) -> list[torch.Tensor]:
     generator = torch.Generator(device="cpu").manual_seed(0)
     params = []
-    for _ in range(count):
-        p = torch.randn(size, generator=generator).to(device).requires_grad_()
-        p.grad = torch.randn(size, generator=generator).to(device) * 1e-3
+    for shape in shapes:
+        p = torch.randn(shape, generator=generator).to(device).requires_grad_()
+        p.grad = torch.randn(shape, generator=generator).to(device) * 1e-3
         params.append(p)
     return params
+
+
+#: The load of ``--contended``: matrix products on every core, until killed.
+CONTENTION = """
+import torch
+torch.set_num_threads({threads})
+a = torch.randn(512, 512)
+while True:
+    a = torch.tanh(a @ a)
+"""
+
+
+def start_contention() -> subprocess.Popen:
+    threads = os.cpu_count() or 1
+    return subprocess.Popen([sys.executable, "-c", CONTENTION.format(threads=threads)])
 
 
 @dataclass
@@ -140,8 +166,8 @@ def sync(device: str) -> None:
 
 def time_interleaved(
     steps: dict[str, Callable], repeats: int, device: str
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Median seconds per step of each candidate, the candidates taking turns each round.
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Seconds of every step of each candidate, the candidates taking turns each round.
 
     Also returns the seconds of each candidate's first two steps (lazy state, compilation).
     """
@@ -161,7 +187,11 @@ def time_interleaved(
             step()
             sync(device)
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}, warmup
+    return samples, warmup
+
+
+def p90(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=10)[-1]
 
 
 def copy_bandwidth(device: str, nbytes: int = 1 << 30) -> float:
@@ -188,12 +218,16 @@ def peak_step_bytes_per_param(step: Candidate, params: list[torch.Tensor]) -> fl
     return (torch.cuda.max_memory_allocated() - before) / sum(p.numel() for p in params)
 
 
+CONTENTION_HELP = "time while another process runs matrix products on every core"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--layouts", default="large,small")
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--contended", action="store_true", help=CONTENTION_HELP)
     args = parser.parse_args()
     device = args.device
     if device == "cpu":
@@ -204,43 +238,56 @@ def main() -> None:
     if bandwidth:
         print(f"copy bandwidth: {bandwidth / 1e9:.0f} GB/s")
     header = (
-        f"{'layout':6} {'mode':13} {'form':9} {'A ours/torch':>12} {'B ours/fastest':>14} "
-        f"{'C fused/floor':>13} {'state B/param':>13} {'ours ms':>8}"
+        f"{'layout':6} {'mode':13} {'form':9} {'A ours/torch':>12} {'p90':>5} "
+        f"{'B ours/fastest':>14} {'C fused/floor':>13} {'fused/default':>13} "
+        f"{'state B/param':>13} {'ours ms':>8}"
     )
     print(header + ("  BW" if bandwidth else "") + "  peers/ours")
-    for layout in args.layouts.split(","):
-        count, size = LAYOUTS[layout]
-        for mode in args.modes.split(","):
-            for decoupled in (False, True):
-                params = make_params(count, size, device)
-                steps = candidates(mode, decoupled, params)
-                t, warmup = time_interleaved(steps, args.repeats, device)
-                ours = t["l2optim default"]
-                torch_fastest = min(v for k, v in t.items() if k.startswith("torch "))
-                torch_has_fused = mode != "rmsprop" and not (mode == "sgd-momentum" and decoupled)
-                c = "" if torch_has_fused else f"{t['l2optim fused'] / t['floor']:.2f}"
-                line = (
-                    f"{layout:6} {mode:13} {'decoupled' if decoupled else 'coupled':9} "
-                    f"{ours / t['torch default']:12.2f} {ours / torch_fastest:14.2f} "
-                    f"{c:>13} {steps['l2optim default'].state_bytes_per_param():13.1f} "
-                    f"{ours * 1e3:8.2f}"
-                )
-                if bandwidth:
-                    moved = BYTES_PER_PARAM[mode] * count * size
-                    best = min(ours, t.get("l2optim fused", ours))
-                    line += f"  {moved / best / bandwidth:.0%}"
-                    line += f"  peak+{peak_step_bytes_per_param(steps['l2optim default'], params):.1f}B/param"
-                peers = [
-                    f"{k.split()[1]} {v / ours:.2f}"
-                    for k, v in t.items()
-                    if "pytorch_optimizer" in k
-                ]
-                if c:
-                    peers.append(f"first steps of fused {warmup['l2optim fused']:.1f}s")
-                print(line + ("  " + ", ".join(peers) if peers else ""), flush=True)
-                del params, steps
-                if device == "cuda":
-                    torch.cuda.empty_cache()
+    load = start_contention() if args.contended else None
+    try:
+        for layout in args.layouts.split(","):
+            for mode in args.modes.split(","):
+                for decoupled in (False, True):
+                    print(run_case(args, layout, mode, decoupled, device, bandwidth), flush=True)
+    finally:
+        if load is not None:
+            load.kill()
+
+
+def run_case(args, layout: str, mode: str, decoupled: bool, device: str, bandwidth) -> str:
+    """One line of the table: every candidate for one layout, mode and form."""
+    params = make_params(LAYOUTS[layout], device)
+    steps = candidates(mode, decoupled, params)
+    repeats = args.repeats * ROUNDS_PER_REPEAT.get(layout, 1)
+    samples, warmup = time_interleaved(steps, repeats, device)
+    mean = {name: statistics.mean(s) for name, s in samples.items()}
+    t = {name: statistics.median(s) for name, s in samples.items()}
+    ours = t["l2optim default"]
+    torch_fastest = min(v for k, v in t.items() if k.startswith("torch "))
+    torch_has_fused = mode != "rmsprop" and not (mode == "sgd-momentum" and decoupled)
+    c = "" if torch_has_fused else f"{t['l2optim fused'] / t['floor']:.2f}"
+    fused_vs_default = (
+        f"{mean['torch fused=True'] / mean['torch default']:.2f}" if mode != "rmsprop" else ""
+    )
+    tails = p90(samples["l2optim default"]) / p90(samples["torch default"])
+    line = (
+        f"{layout:6} {mode:13} {'decoupled' if decoupled else 'coupled':9} "
+        f"{mean['l2optim default'] / mean['torch default']:12.2f} {tails:5.2f} "
+        f"{ours / torch_fastest:14.2f} {c:>13} {fused_vs_default:>13} "
+        f"{steps['l2optim default'].state_bytes_per_param():13.1f} {ours * 1e3:8.3f}"
+    )
+    if bandwidth:
+        moved = BYTES_PER_PARAM[mode] * sum(p.numel() for p in params)
+        best = min(ours, t.get("l2optim fused", ours))
+        line += f"  {moved / best / bandwidth:.0%}"
+        line += f"  peak+{peak_step_bytes_per_param(steps['l2optim default'], params):.1f}B/param"
+    peers = [f"{k.split()[1]} {v / ours:.2f}" for k, v in t.items() if "pytorch_optimizer" in k]
+    if c:
+        peers.append(f"first steps of fused {warmup['l2optim fused']:.1f}s")
+    del params, steps
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return line + ("  " + ", ".join(peers) if peers else "")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,12 @@ def decoupled_factor(scale: Scalar, weight_decay: Scalar) -> Scalar:
 
 def _by_device(tensors: Sequence[Tensor], *others: Sequence[Tensor]):
     """Group positions by (device, dtype), as multi-tensor kernels need."""
+    if not tensors:
+        return
+    first = tensors[0]
+    if all(t.device == first.device and t.dtype == first.dtype for t in tensors):
+        yield list(tensors), *[list(o) for o in others]  # the common case, without sorting
+        return
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
     for i, t in enumerate(tensors):
         groups[(t.device, t.dtype)].append(i)

@@ -19,13 +19,19 @@ makes the same choice and continues bit for bit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from l2optim import _compat
 
-__all__ = ["CPU_FUSED_MIN_NUMEL", "fused_kernel_supports", "prefers_fused_kernel"]
+__all__ = [
+    "CPU_FUSED_MIN_NUMEL",
+    "GroupTensors",
+    "fused_kernel_supports",
+    "prefers_fused_kernel",
+]
 
 #: Elements a CPU tensor needs before the fused kernel beats torch's per-op loop, idle or
 #: on a contended machine; twice the size at which torch's element-wise ops go parallel.
@@ -50,8 +56,29 @@ def fused_kernel_supports(params: Sequence[Tensor]) -> bool:
 
 def prefers_fused_kernel(params: Sequence[Tensor]) -> bool:
     """Whether a group of ``params`` whose user chose no implementation runs fused."""
-    if not fused_kernel_supports(params):
-        return False
-    if all(p.device.type == "cuda" for p in params):
-        return True
-    return all(p.device.type == "cpu" and p.numel() >= CPU_FUSED_MIN_NUMEL for p in params)
+    # The cheap test first: it runs every step, and most small models stop here.
+    on_fast_path = all(p.device.type == "cuda" for p in params) or all(
+        p.device.type == "cpu" and p.numel() >= CPU_FUSED_MIN_NUMEL for p in params
+    )
+    return on_fast_path and fused_kernel_supports(params)
+
+
+@dataclass(frozen=True)
+class GroupTensors:
+    """What the tensors of one param group allow; worked out once per list of parameters.
+
+    An optimizer step runs for every batch: on a small model, looking at each tensor
+    again every step would cost more than the update itself.
+    """
+
+    #: torch's fused kernel runs the group when the user chose no implementation.
+    fused_by_default: bool
+    #: Every tensor is a plain tensor, so foreach kernels take them all.
+    plain: bool
+
+    @classmethod
+    def of(cls, params: Sequence[Tensor]) -> GroupTensors:
+        return cls(
+            fused_by_default=prefers_fused_kernel(params),
+            plain=all(type(p) in (Tensor, torch.nn.Parameter) for p in params),
+        )

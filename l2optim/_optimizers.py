@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from l2optim import _compat, _decay, _fused
-from l2optim._implementation import fused_kernel_supports, prefers_fused_kernel
+from l2optim._implementation import GroupTensors, fused_kernel_supports
 
 __all__ = [
     "SGD",
@@ -73,6 +73,9 @@ class _WeightDecayMixin:
     _base_decay_is_coupled = False
     #: True when torch has a fused kernel for the base (SGD, Adam): a default may use it.
     _base_has_fused_kernel = False
+    #: True when the base's foreach update computes what its per-tensor loop computes,
+    #: operation for operation (SGD): a default may use it at no cost in numbers.
+    _foreach_is_the_loops_arithmetic = False
     #: The base class's update, without the wrappers of torch's steps (set per subclass).
     _base_update: Callable[..., Any]
 
@@ -196,7 +199,12 @@ class _WeightDecayMixin:
         )
 
     def _default_implementation(self, group: dict[str, Any]) -> dict[str, Any]:
-        """``{"fused": True}`` where the user chose no implementation and fused is faster."""
+        """What the base update runs when the user chose no implementation for the group.
+
+        torch's fused kernel where it is faster; else, where the base's foreach update is
+        the same arithmetic as its per-tensor loop, the foreach one (fewer Python calls);
+        else torch's own default.
+        """
         if (
             not self._base_has_fused_kernel
             or group.get("foreach") is not None
@@ -204,10 +212,29 @@ class _WeightDecayMixin:
             or group.get("differentiable")
         ):
             return {}
-        return {"fused": True} if self._prefers_fused_kernel(group) else {}
+        if self._prefers_fused_kernel(group):
+            return {"fused": True}
+        if self._foreach_is_the_loops_arithmetic and self._group_tensors(group).plain:
+            return {"foreach": True}
+        return {}
 
     def _prefers_fused_kernel(self, group: dict[str, Any]) -> bool:
-        return prefers_fused_kernel(group["params"])
+        return self._group_tensors(group).fused_by_default
+
+    def _group_tensors(self, group: dict[str, Any]) -> GroupTensors:
+        """What the group's tensors allow, cached while its list of parameters is the same.
+
+        The cache is not part of the optimizer's state: a copy works it out again, and
+        gets the same answer from the same parameters.
+        """
+        params = group["params"]
+        if torch.compiler.is_compiling():
+            return GroupTensors.of(params)  # traced once; a cache would only add guards
+        cache = self.__dict__.setdefault("_group_tensors_cache", {})
+        hit = cache.get(id(params))
+        if hit is None or hit[0] is not params or hit[1] != len(params):
+            hit = cache[id(params)] = (params, len(params), GroupTensors.of(params))
+        return hit[2]
 
     def _skips_for_overflow(self, plans: list[_GroupStep]) -> bool:
         """Whether the whole step is skipped here for GradScaler's overflow flag."""
@@ -245,6 +272,17 @@ class _WeightDecayMixin:
         factor = None if factor is None else _fused.scalar_tensor(factor, params)
         return params, lr, factor, grad_scale
 
+    def _use_foreach(self, group: dict[str, Any]) -> bool:
+        """Whether the decay itself runs on multi-tensor kernels.
+
+        The decay is one multiply or one add per tensor, the same arithmetic either way,
+        so it runs on foreach kernels wherever they apply (torch's CPU default would loop
+        in Python), unless the user chose for the group.
+        """
+        if group.get("foreach") is not None:
+            return bool(group["foreach"])
+        return not group.get("differentiable", False) and self._group_tensors(group).plain
+
     def _decoupled_in_base(
         self, group: dict[str, Any], weight_decay: Any, scale: Any
     ) -> dict[str, Any] | None:
@@ -260,10 +298,9 @@ class _WeightDecayMixin:
             if plan.factor is None or plan.own_update:
                 continue
             params = _decay.with_grad(group["params"])
-            with torch.set_grad_enabled(group.get("differentiable", False)):
-                _decay.shrink(
-                    params, plan.factor, found_inf=found_inf, foreach=_use_foreach(group, params)
-                )
+            _decay.shrink(
+                params, plan.factor, found_inf=found_inf, foreach=self._use_foreach(group)
+            )
 
     def _show_coupled_decay(self, plans: list[_GroupStep]) -> list[tuple[Tensor, Tensor]]:
         """Show the base update g + λ·p in place of g; returns what to put back after."""
@@ -281,7 +318,7 @@ class _WeightDecayMixin:
                     plan.coupled,
                     maximize=group.get("maximize", False),
                     grad_scale=grad_scale,
-                    foreach=_use_foreach({**group, **plan.base_view}, params),
+                    foreach=self._use_foreach(group),
                 )
             for p, g, new in zip(params, grads, decayed, strict=True):
                 swapped.append((p, g))
@@ -362,15 +399,6 @@ def _show(x: Any) -> str:
     return repr(x) if value is None else f"{value:.6g}"
 
 
-def _use_foreach(group: dict[str, Any], params: list[Tensor]) -> bool:
-    """Whether to use multi-tensor kernels, as torch decides for the base update."""
-    if group.get("foreach") is not None:
-        return bool(group["foreach"])
-    if group.get("fused"):
-        return True
-    return _compat.default_foreach(params, group.get("differentiable", False))
-
-
 _WEIGHT_DECAY_ARGS = """
     Every argument of the torch.optim class is accepted, with the same default and the
     same checks; these are added:
@@ -417,6 +445,7 @@ class SGD(_WeightDecayMixin, torch.optim.SGD):
 
     _base_decay_is_coupled = True
     _base_has_fused_kernel = True
+    _foreach_is_the_loops_arithmetic = True
 
     def __init__(
         self,
