@@ -8,7 +8,7 @@ with their real sizes (see benchmarks/cuda_check.sh).
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import subprocess
 import sys
@@ -442,7 +442,6 @@ def test_memory_around_the_tensors_is_never_touched(family: Family) -> None:
     original = flat.clone()
     bounds = [(1, 6), (9, 9 + _tables.BLOCK + 1), (_tables.BLOCK + 13, 2 * _tables.CHUNK + 3)]
     params = [flat[a:b] for a, b in bounds]
-    grads = new_grads(params, 0)
     states = family.states(params)
     for step in range(2):
         our_step(family, params, new_grads(params, step), states, 0.1, ("lr", 0.1))
@@ -451,7 +450,26 @@ def test_memory_around_the_tensors_is_never_touched(family: Family) -> None:
         touched[a:b] = True
     assert torch.equal(flat[~touched], original[~touched])
     assert not torch.equal(flat[touched], original[touched])
-    del grads
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tensors_moved_between_steps_are_followed(family: Family) -> None:
+    """Launch plans are kept by address: a parameter or state tensor given new memory, or
+    a parameter dropping out of the call, makes a new plan (with new checks)."""
+    params, _ = make_params()
+    ref_params = [p.clone() for p in params]
+    states, ref_states = family.states(params), family.states(ref_params)
+    for step, lr in enumerate(LRS[:3]):
+        if step == 1:
+            params[0] = params[0].clone()
+            for key in states[1]:
+                states[1][key] = states[1][key].clone()
+        n = len(params) - (step == 2)  # the last parameter has no gradient on step 2
+        grads = new_grads(params, step)[:n]
+        our_step(family, params[:n], grads, states[:n], lr, ("lr", 0.1))
+        reference_step(family, ref_params[:n], grads, ref_states[:n], lr, ("lr", 0.1))
+        assert_same(params, ref_params)
+        assert_same_states(states, ref_states)
 
 
 # -- GradScaler: the scale and the overflow flag ---------------------------------------
@@ -731,13 +749,16 @@ from l2optim._triton import _kernels, _tables
 pointers = {"table": "*i64", "lr_ptr": "*fp32", "factor_ptr": "*fp32",
             "grad_scale_ptr": "*fp32", "found_inf_ptr": "*fp32", "addresses": "*i64"}
 report = {}
-for name, constants in [
-    ("sgd_kernel", {"MOMENTUM": True, "NESTEROV": True, "MAXIMIZE": True, "ROW": 6}),
-    ("adam_kernel", {"STEP": tl.float32, "AMSGRAD": True, "MAXIMIZE": False, "ROW": 8}),
-    ("rmsprop_kernel", {"CENTERED": True, "MOMENTUM": True, "MAXIMIZE": False, "ROW": 7}),
+for name, dtype, constants in [
+    ("sgd_kernel", tl.float32, {"MOMENTUM": True, "NESTEROV": True, "MAXIMIZE": True, "ROW": 6}),
+    ("adam_kernel", tl.float32, {"STEP": tl.float32, "AMSGRAD": True, "MAXIMIZE": False, "ROW": 8}),
+    ("rmsprop_kernel", tl.float32, {"CENTERED": True, "MOMENTUM": True, "MAXIMIZE": False,
+                                    "ROW": 7}),
+    ("sgd_kernel", tl.bfloat16, {"MOMENTUM": True, "NESTEROV": False, "MAXIMIZE": False,
+                                 "ROW": 6}),
 ]:
     kernel = getattr(_kernels, name)
-    constants = {**constants, "DTYPE": tl.float32, "COMPUTE": tl.float32, "ALIGNED": True,
+    constants = {**constants, "DTYPE": dtype, "COMPUTE": tl.float32, "ALIGNED": True,
                  "BLOCK": _tables.BLOCK}
     signature = {a: "constexpr" if a in constants else pointers.get(a, "fp64")
                  for a in kernel.arg_names}
@@ -749,7 +770,7 @@ for name, constants in [
         options={"num_warps": _tables.NUM_WARPS, "enable_fp_fusion": True},
     )
     ptx = compiled.asm["ptx"]
-    report[name] = {
+    report[f"{name} {dtype}"] = {
         "seconds": time.perf_counter() - start,
         "vector_loads": len(re.findall(r"ld\\.global[.a-z0-9]*\\.v4", ptx)),
         "approximate": len(re.findall(r"(div|sqrt|rcp)\\.(approx|full)", ptx)),
@@ -770,13 +791,11 @@ def test_kernels_compile_for_an_h100_with_vector_loads_and_exact_division(tmp_pa
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    import json
-
     report = json.loads(done.stdout.splitlines()[-1])
+    # 16-byte loads for each stream read: param, grad and the state tensors
     streams = {"sgd_kernel": 3, "adam_kernel": 5, "rmsprop_kernel": 5}
     for name, facts in report.items():
-        # two 16-byte loads per thread and stream: 4 warps x 32 threads x 8 floats = BLOCK
-        assert facts["vector_loads"] >= streams[name], (name, facts)
+        assert facts["vector_loads"] >= streams[name.split()[0]], (name, facts)
         assert facts["approximate"] == 0, (name, facts)
+    # seconds of compilation per kernel, shown with -s
     print({name: round(facts["seconds"], 2) for name, facts in report.items()})
-    assert math.isfinite(sum(f["seconds"] for f in report.values()))

@@ -71,6 +71,23 @@ def _number(value, pointer, GIVEN: tl.constexpr):
 
 
 @triton.jit
+def _prologue(
+    table, lr, lr_ptr, factor, factor_ptr, weight_decay, LR_GIVEN: tl.constexpr,
+    FACTOR_GIVEN: tl.constexpr, DTYPE: tl.constexpr, COMPUTE: tl.constexpr,
+    ALIGNED: tl.constexpr, ROW: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    """What every kernel starts with: its chunk, parameter and gradient, and the numbers
+    every update uses (lr in float64, the decoupled factor and λ in COMPUTE)."""
+    row, start, stop = _chunk(table, ROW, BLOCK)
+    param = _pointer(row, 2, DTYPE, ALIGNED)
+    grad = _pointer(row, 3, DTYPE, ALIGNED)
+    lr_ = _number(lr, lr_ptr, LR_GIVEN)
+    factor_ = _number(factor, factor_ptr, FACTOR_GIVEN).to(COMPUTE)
+    weight_decay_ = tl.full((), weight_decay, tl.float64).to(COMPUTE)
+    return row, start, stop, param, grad, lr_, factor_, weight_decay_
+
+
+@triton.jit
 def _div(x, y):
     # fp32 '/' compiles to an approximate division on NVIDIA GPUs; float64 '/' is exact.
     if x.dtype == tl.float32:
@@ -196,17 +213,16 @@ def sgd_kernel(
     """Row: start, stop, param, grad, momentum_buffer, address of the float32 'first' flag."""
     SCALED: tl.constexpr = grad_scale_ptr is not None
     if _proceed(found_inf_ptr, found_inf_ptr is not None):
-        row, start, stop = _chunk(table, ROW, BLOCK)
-        param = _pointer(row, 2, DTYPE, ALIGNED)
-        grad = _pointer(row, 3, DTYPE, ALIGNED)
+        row, start, stop, param, grad, lr_, factor_, weight_decay_ = _prologue(
+            table, lr, lr_ptr, factor, factor_ptr, weight_decay, lr_ptr is not None,
+            factor_ptr is not None, DTYPE, COMPUTE, ALIGNED, ROW, BLOCK,
+        )  # fmt: skip
+        lr_ = lr_.to(COMPUTE)
         buf = param
         first = False
         if MOMENTUM:
             buf = _pointer(row, 4, DTYPE, ALIGNED)
             first = tl.load(tl.load(row + 5).to(tl.pointer_type(tl.float32))) != 0
-        lr_ = _number(lr, lr_ptr, lr_ptr is not None).to(COMPUTE)
-        factor_ = _number(factor, factor_ptr, factor_ptr is not None).to(COMPUTE)
-        weight_decay_ = tl.full((), weight_decay, tl.float64).to(COMPUTE)
         momentum_ = tl.full((), momentum, tl.float64).to(COMPUTE)
         keep = tl.full((), one_minus_dampening, tl.float64).to(COMPUTE)
         offsets = tl.arange(0, BLOCK)
@@ -281,9 +297,10 @@ def adam_kernel(
     """
     SCALED: tl.constexpr = grad_scale_ptr is not None
     if _proceed(found_inf_ptr, found_inf_ptr is not None):
-        row, start, stop = _chunk(table, ROW, BLOCK)
-        param = _pointer(row, 2, DTYPE, ALIGNED)
-        grad = _pointer(row, 3, DTYPE, ALIGNED)
+        row, start, stop, param, grad, lr_, factor_, weight_decay_ = _prologue(
+            table, lr, lr_ptr, factor, factor_ptr, weight_decay, lr_ptr is not None,
+            factor_ptr is not None, DTYPE, COMPUTE, ALIGNED, ROW, BLOCK,
+        )  # fmt: skip
         exp_avg = _pointer(row, 4, DTYPE, ALIGNED)
         exp_avg_sq = _pointer(row, 5, DTYPE, ALIGNED)
         max_exp_avg_sq = exp_avg_sq
@@ -294,15 +311,12 @@ def adam_kernel(
         beta1_ = tl.full((), beta1, tl.float64)
         beta2_ = tl.full((), beta2, tl.float64)
         power1, power2 = _powers(beta1_, beta2_, step)
-        lr_ = _number(lr, lr_ptr, lr_ptr is not None)
         step_size = (lr_ / (1 - power1)).to(COMPUTE)
         bc2_sqrt = tl.sqrt(1 - power2).to(COMPUTE)
         w1 = (1 - beta1_).to(COMPUTE)
         w2 = (1 - beta2_).to(COMPUTE)
         beta2_ = beta2_.to(COMPUTE)
         eps_ = tl.full((), eps, tl.float64).to(COMPUTE)
-        factor_ = _number(factor, factor_ptr, factor_ptr is not None).to(COMPUTE)
-        weight_decay_ = tl.full((), weight_decay, tl.float64).to(COMPUTE)
         offsets = tl.arange(0, BLOCK)
         for off in tl.range(start, stop, BLOCK):
             if off + BLOCK <= stop:
@@ -372,9 +386,11 @@ def rmsprop_kernel(
     """Row: start, stop, param, grad, square_avg, grad_avg, momentum_buffer."""
     SCALED: tl.constexpr = grad_scale_ptr is not None
     if _proceed(found_inf_ptr, found_inf_ptr is not None):
-        row, start, stop = _chunk(table, ROW, BLOCK)
-        param = _pointer(row, 2, DTYPE, ALIGNED)
-        grad = _pointer(row, 3, DTYPE, ALIGNED)
+        row, start, stop, param, grad, lr_, factor_, weight_decay_ = _prologue(
+            table, lr, lr_ptr, factor, factor_ptr, weight_decay, lr_ptr is not None,
+            factor_ptr is not None, DTYPE, COMPUTE, ALIGNED, ROW, BLOCK,
+        )  # fmt: skip
+        lr_ = lr_.to(COMPUTE)
         square_avg = _pointer(row, 4, DTYPE, ALIGNED)
         grad_avg = square_avg
         buf = square_avg
@@ -385,11 +401,8 @@ def rmsprop_kernel(
         alpha_ = tl.full((), alpha, tl.float64)
         w = (1 - alpha_).to(COMPUTE)
         alpha_ = alpha_.to(COMPUTE)
-        lr_ = _number(lr, lr_ptr, lr_ptr is not None).to(COMPUTE)
         eps_ = tl.full((), eps, tl.float64).to(COMPUTE)
         momentum_ = tl.full((), momentum, tl.float64).to(COMPUTE)
-        factor_ = _number(factor, factor_ptr, factor_ptr is not None).to(COMPUTE)
-        weight_decay_ = tl.full((), weight_decay, tl.float64).to(COMPUTE)
         offsets = tl.arange(0, BLOCK)
         for off in tl.range(start, stop, BLOCK):
             if off + BLOCK <= stop:

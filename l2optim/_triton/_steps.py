@@ -25,7 +25,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -216,15 +218,6 @@ def _float(value: Number, name: str) -> float:
 # -- launching -------------------------------------------------------------------------
 
 
-def _by_device_and_dtype(params: Sequence[Tensor], steps: Sequence[Tensor] | None = None):
-    """Positions of ``params`` grouped by (device, dtype, step dtype): one launch each."""
-    groups: dict[tuple, list[int]] = {}
-    for i, p in enumerate(params):
-        key = (p.device, p.dtype, None if steps is None else steps[i].dtype)
-        groups.setdefault(key, []).append(i)
-    return groups.items()
-
-
 def _tl_dtype(dtype: torch.dtype) -> Any:
     tl = importlib.import_module("triton.language")
     return {
@@ -235,53 +228,123 @@ def _tl_dtype(dtype: torch.dtype) -> Any:
     }[dtype]
 
 
-def _run(
-    name: str,
-    device: torch.device,
-    dtype: torch.dtype,
-    tensors: Sequence[Sequence[Tensor | None]],
-    extra: Sequence[Sequence[int]],
-    arguments: Sequence[Any],
-    constants: dict[str, Any],
-) -> None:
-    """One launch of kernel ``name`` over the tensors of one device and dtype.
+@dataclass
+class _Group:
+    """One launch: the tensors of one device, dtype (and step dtype), in a device table."""
 
-    ``tensors``: the table's tensor columns (param, grad, state; None where a column is
-    unused by this configuration); ``extra``: further columns of raw addresses.
+    device: torch.device
+    table: Tensor
+    rows: int
+    constants: dict[str, Any]
+    # The step counters' addresses on the device, for advance_steps_kernel.
+    steps: Tensor | None = None
+    step_count: int = 0
+    step_constants: dict[str, Any] = field(default_factory=dict)
+
+
+# Launch plans by the addresses and sizes of everything a call updates: a step whose
+# tensors are where they were skips the checks and the tables (the usual case; the
+# gradients too keep their memory through the caching allocator). A tensor moved or
+# resized has a new address or size, so a new plan, checked anew.
+_PLANS_KEPT = 64
+_plans: OrderedDict[tuple, list[_Group]] = OrderedDict()
+
+
+def _addresses(tensors: Sequence[Tensor] | None) -> tuple[int, ...] | None:
+    return None if tensors is None else tuple(map(Tensor.data_ptr, tensors))
+
+
+def _plan(
+    key: tuple,
+    check: Callable[[], None],
+    params: Sequence[Tensor],
+    columns: Sequence[Sequence[Tensor] | None],
+    steps: Sequence[Tensor] | None = None,
+    steps_in_table: bool = False,
+    flags: Sequence[int] | None = None,
+) -> list[_Group]:
+    """The launches for one call, from the cache or checked and built now.
+
+    ``columns``: the tensor lists after params (grads, state; None for a column this
+    configuration leaves out); ``flags``: SGD's 'first update' flag addresses (None: no
+    such column; an empty list: none pending, the constant 0 of each device).
     """
-    columns = [[0 if t is None else t.data_ptr() for t in column] for column in tensors]
-    aligned = all(a % 16 == 0 for column in columns for a in column)
-    numels = [t.numel() for t in tensors[0]]
-    table = _tables.chunk_table([*columns, *extra], numels, device)
-    tl_dtype = _tl_dtype(dtype)
-    compute = _tl_dtype(torch.float64 if dtype == torch.float64 else torch.float32)
-    _tables.launch(
-        name,
-        table.shape[0],
-        [table, *arguments],
-        {
-            "DTYPE": tl_dtype,
-            "COMPUTE": compute,
+    key = (key, _tables.CHUNK, _tables.BLOCK, tuple(map(Tensor.numel, params)))
+    plan = _plans.get(key)
+    if plan is not None:
+        _plans.move_to_end(key)
+        return plan
+    check()
+    positions: dict[tuple, list[int]] = {}
+    for i, p in enumerate(params):
+        positions.setdefault((p.device, p.dtype, steps and steps[i].dtype), []).append(i)
+    plan = []
+    for (device, dtype, step_dtype), index in positions.items():
+        addresses = [[p.data_ptr() for p in _pick(params, index)]] + [
+            [0] * len(index) if c is None else [t.data_ptr() for t in _pick(c, index)]
+            for c in columns
+        ]
+        aligned = all(a % 16 == 0 for column in addresses for a in column)
+        if flags is not None:
+            addresses.append(
+                _pick(flags, index) if flags else [_flag_address(device, False)] * len(index)
+            )
+        step_addresses = None if steps is None else [s.data_ptr() for s in _pick(steps, index)]
+        if steps_in_table:
+            addresses.append(step_addresses)
+        table = _tables.chunk_table(addresses, [params[i].numel() for i in index], device)
+        constants = {
+            "DTYPE": _tl_dtype(dtype),
+            "COMPUTE": _tl_dtype(torch.float64 if dtype == torch.float64 else torch.float32),
             "ALIGNED": aligned,
-            **constants,
-            "ROW": 2 + len(tensors) + len(extra),
+            "ROW": 2 + len(addresses),
             "BLOCK": _tables.BLOCK,
-        },
-    )
+        }
+        group = _Group(device, table, table.shape[0], constants)
+        if steps is not None:
+            group.steps = _tables.address_list(step_addresses, device)
+            group.step_count = len(index)
+            group.step_constants = {"STEP": _tl_dtype(step_dtype), "BLOCK": _tables.STEP_BLOCK}
+            if steps_in_table:
+                constants["STEP"] = group.step_constants["STEP"]
+        plan.append(group)
+    _plans[key] = plan
+    if len(_plans) > _PLANS_KEPT:
+        _plans.popitem(last=False)
+    return plan
 
 
-def _advance_steps(steps: Sequence[Tensor], device: torch.device, found_inf: Tensor | None):
-    """step ← step + 1 for every counter, on the device, unless ``found_inf`` is set."""
-    for dtype in {s.dtype for s in steps}:
-        addresses = [s.data_ptr() for s in steps if s.dtype == dtype]
-        table = _tables.address_list(addresses, device)
-        _tables.launch(
-            "advance_steps_kernel",
-            -(-len(addresses) // _tables.STEP_BLOCK),
-            [table, len(addresses), found_inf],
-            {"STEP": _tl_dtype(dtype), "BLOCK": _tables.STEP_BLOCK},
-            unspecialized=(1,),
-        )
+def _launch(
+    name: str,
+    plan: list[_Group],
+    *,
+    lr: Number,
+    decay_factor: Number | None,
+    numbers: Sequence[float],
+    constants: dict[str, Any],
+    grad_scale: Tensor | None,
+    found_inf: Tensor | None,
+) -> None:
+    """Each group's launch (after advancing its step counters, if it has any)."""
+    for group in plan:
+        overflow = _flag(found_inf, group.device)
+        if group.steps is not None:
+            _tables.launch(
+                "advance_steps_kernel",
+                -(-group.step_count // _tables.STEP_BLOCK),
+                [group.steps, group.step_count, overflow],
+                group.step_constants,
+                unspecialized=(1,),
+            )
+        arguments = [
+            group.table,
+            *_number(lr, group.device, 0.0),
+            *_number(decay_factor, group.device, 1.0),
+            *numbers,
+            _flag(grad_scale, group.device),
+            overflow,
+        ]
+        _tables.launch(name, group.rows, arguments, {**group.constants, **constants})
 
 
 def _pick(values: Sequence[Any], indices: Sequence[int]) -> list[Any]:
@@ -348,15 +411,14 @@ _pending: WeakIdKeyDictionary = WeakIdKeyDictionary()
 def _first_flags(
     buffers: list[Tensor | None],
     params: Sequence[Tensor],
+    missing: list[int],
     found_inf: Tensor | None,
     dampening: float,
 ) -> tuple[list[int], set[_PendingFirstSteps]]:
     """Make the missing buffers; return each buffer's flag address and the batches in use."""
-    missing = [i for i, b in enumerate(buffers) if b is None]
     for i in missing:
         buffers[i] = torch.zeros_like(params[i], memory_format=torch.preserve_format)
-    track = found_inf is not None and dampening != 0
-    if track and missing:
+    if missing and found_inf is not None and dampening != 0:
         batch = _PendingFirstSteps(len(missing), params[missing[0]].device)
         for k, i in enumerate(missing):
             _pending[buffers[i]] = (batch, k)
@@ -400,6 +462,8 @@ def sgd_step(
     momentum 0 the list is not used and may be empty.
     """
     momentum_ = _float(momentum, "momentum")
+    dampening_ = _float(dampening, "dampening")
+    numbers = [_float(weight_decay, "weight_decay"), momentum_, 1.0 - dampening_]
     _check_number(lr, "lr")
     _check_number(decay_factor, "decay_factor")
     _check_lists(params, grads=grads)
@@ -407,40 +471,52 @@ def sgd_step(
         _check_lists(params, momentum_buffers=momentum_buffers)
     if not params:
         return
-    _check_params(params, grads)
-    if momentum_ != 0:
-        present = [i for i, b in enumerate(momentum_buffers) if b is not None]
-        _check_state(
-            "momentum_buffers",
-            _pick(params, present),
-            _pick(momentum_buffers, present),  # type: ignore[arg-type]
-        )
-    dampening_ = _float(dampening, "dampening")
-    weight_decay_ = _float(weight_decay, "weight_decay")
-    for (device, dtype, _), index in _by_device_and_dtype(params):
-        p, g = _pick(params, index), _pick(grads, index)
-        scale, overflow = _flag(grad_scale, device), _flag(found_inf, device)
-        lr_pair = _number(lr, device, 0.0)
-        factor_pair = _number(decay_factor, device, 1.0)
-        bufs: list[Tensor | None] = [None] * len(index)
-        flags: list[int] = [0] * len(index)
-        batches: set[_PendingFirstSteps] = set()
+
+    def check() -> None:
+        _check_params(params, grads)
         if momentum_ != 0:
-            bufs = _pick(momentum_buffers, index)
-            flags, batches = _first_flags(bufs, p, overflow, dampening_)
-            for i, b in zip(index, bufs, strict=True):
-                momentum_buffers[i] = b
-        _run(
-            "sgd_kernel",
-            device,
-            dtype,
-            [p, g, bufs],
-            [flags],
-            [*lr_pair, *factor_pair, weight_decay_, momentum_, 1.0 - dampening_, scale, overflow],
-            {"MOMENTUM": momentum_ != 0, "NESTEROV": bool(nesterov), "MAXIMIZE": bool(maximize)},
-        )
-        for batch in batches:
-            batch.after_step(overflow)
+            _check_state("momentum_buffers", params, momentum_buffers)  # type: ignore[arg-type]
+
+    flags: list[int] | None = None
+    batches: set[_PendingFirstSteps] = set()
+    if momentum_ != 0:
+        missing = [i for i, b in enumerate(momentum_buffers) if b is None]
+        if missing:
+            # Checked before any buffer is made: bad input changes nothing.
+            _check_params(params, grads)
+            _check_state(
+                "momentum_buffers",
+                [params[i] for i, b in enumerate(momentum_buffers) if b is not None],
+                [b for b in momentum_buffers if b is not None],  # type: ignore[misc]
+            )
+        flags = []
+        if missing or _pending:
+            flags, batches = _first_flags(momentum_buffers, params, missing, found_inf, dampening_)
+    plan = _plan(
+        ("sgd", _addresses(params), _addresses(grads),
+         _addresses(momentum_buffers) if momentum_ != 0 else None,  # type: ignore[arg-type]
+         None if flags is None else tuple(flags)),
+        check,
+        params,
+        [grads, momentum_buffers if momentum_ != 0 else None],  # type: ignore[list-item]
+        flags=flags,
+    )  # fmt: skip
+    _launch(
+        "sgd_kernel",
+        plan,
+        lr=lr,
+        decay_factor=decay_factor,
+        numbers=numbers,
+        constants={
+            "MOMENTUM": momentum_ != 0,
+            "NESTEROV": bool(nesterov),
+            "MAXIMIZE": bool(maximize),
+        },
+        grad_scale=grad_scale,
+        found_inf=found_inf,
+    )
+    for batch in batches:
+        batch.after_step(_flag(found_inf, batch.flags.device))
 
 
 # -- Adam ------------------------------------------------------------------------------
@@ -496,48 +572,44 @@ def adam_step(
     """
     _check_number(lr, "lr")
     _check_number(decay_factor, "decay_factor")
-    lists = {"exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs, "state_steps": state_steps}
-    if amsgrad:
-        lists["max_exp_avg_sqs"] = max_exp_avg_sqs
-    _check_lists(params, grads=grads, **lists)
-    if not params:
-        return
-    _check_params(params, grads)
-    for name in ("exp_avgs", "exp_avg_sqs", *(("max_exp_avg_sqs",) if amsgrad else ())):
-        _check_state(name, params, lists[name])
-    _check_steps(params, state_steps)
     numbers = [
         _float(weight_decay, "weight_decay"),
         _float(beta1, "beta1"),
         _float(beta2, "beta2"),
         _float(eps, "eps"),
     ]
-    for (device, dtype, step_dtype), index in _by_device_and_dtype(params, state_steps):
-        steps = _pick(state_steps, index)
-        overflow = _flag(found_inf, device)
-        _advance_steps(steps, device, overflow)
-        maxima = _pick(max_exp_avg_sqs, index) if amsgrad else [None] * len(index)
-        _run(
-            "adam_kernel",
-            device,
-            dtype,
-            [
-                _pick(params, index),
-                _pick(grads, index),
-                _pick(exp_avgs, index),
-                _pick(exp_avg_sqs, index),
-                maxima,
-            ],
-            [[s.data_ptr() for s in steps]],
-            [
-                *_number(lr, device, 0.0),
-                *_number(decay_factor, device, 1.0),
-                *numbers,
-                _flag(grad_scale, device),
-                overflow,
-            ],
-            {"STEP": _tl_dtype(step_dtype), "AMSGRAD": bool(amsgrad), "MAXIMIZE": bool(maximize)},
-        )
+    lists = {"exp_avgs": exp_avgs, "exp_avg_sqs": exp_avg_sqs}
+    if amsgrad:
+        lists["max_exp_avg_sqs"] = max_exp_avg_sqs
+    _check_lists(params, grads=grads, state_steps=state_steps, **lists)
+    if not params:
+        return
+
+    def check() -> None:
+        _check_params(params, grads)
+        for name, values in lists.items():
+            _check_state(name, params, values)
+        _check_steps(params, state_steps)
+
+    maxima = max_exp_avg_sqs if amsgrad else None
+    plan = _plan(
+        ("adam", *map(_addresses, (params, grads, exp_avgs, exp_avg_sqs, maxima, state_steps))),
+        check,
+        params,
+        [grads, exp_avgs, exp_avg_sqs, maxima],
+        steps=state_steps,
+        steps_in_table=True,
+    )
+    _launch(
+        "adam_kernel",
+        plan,
+        lr=lr,
+        decay_factor=decay_factor,
+        numbers=numbers,
+        constants={"AMSGRAD": bool(amsgrad), "MAXIMIZE": bool(maximize)},
+        grad_scale=grad_scale,
+        found_inf=found_inf,
+    )
 
 
 # -- RMSprop ---------------------------------------------------------------------------
@@ -585,49 +657,48 @@ def rmsprop_step(
     """One RMSprop step (torch's arithmetic). ``grad_avgs`` is used when ``centered``,
     ``momentum_buffers`` when momentum > 0 (each may be empty otherwise)."""
     momentum_ = _float(momentum, "momentum")
-    _check_number(lr, "lr")
-    _check_number(decay_factor, "decay_factor")
-    lists: dict[str, Sequence[Tensor]] = {"square_avgs": square_avgs, "state_steps": state_steps}
-    if centered:
-        lists["grad_avgs"] = grad_avgs
-    if momentum_ > 0:
-        lists["momentum_buffers"] = momentum_buffers
-    _check_lists(params, grads=grads, **lists)
-    if not params:
-        return
-    _check_params(params, grads)
-    for name, values in lists.items():
-        if name != "state_steps":
-            _check_state(name, params, values)
-    _check_steps(params, state_steps)
     numbers = [
         _float(weight_decay, "weight_decay"),
         _float(alpha, "alpha"),
         _float(eps, "eps"),
         momentum_,
     ]
-    for (device, dtype, _), index in _by_device_and_dtype(params, state_steps):
-        overflow = _flag(found_inf, device)
-        _advance_steps(_pick(state_steps, index), device, overflow)
-        unused = [None] * len(index)
-        _run(
-            "rmsprop_kernel",
-            device,
-            dtype,
-            [
-                _pick(params, index),
-                _pick(grads, index),
-                _pick(square_avgs, index),
-                _pick(grad_avgs, index) if centered else unused,
-                _pick(momentum_buffers, index) if momentum_ > 0 else unused,
-            ],
-            [],
-            [
-                *_number(lr, device, 0.0),
-                *_number(decay_factor, device, 1.0),
-                *numbers,
-                _flag(grad_scale, device),
-                overflow,
-            ],
-            {"CENTERED": bool(centered), "MOMENTUM": momentum_ > 0, "MAXIMIZE": bool(maximize)},
-        )
+    _check_number(lr, "lr")
+    _check_number(decay_factor, "decay_factor")
+    lists: dict[str, Sequence[Tensor]] = {"square_avgs": square_avgs}
+    if centered:
+        lists["grad_avgs"] = grad_avgs
+    if momentum_ > 0:
+        lists["momentum_buffers"] = momentum_buffers
+    _check_lists(params, grads=grads, state_steps=state_steps, **lists)
+    if not params:
+        return
+
+    def check() -> None:
+        _check_params(params, grads)
+        for name, values in lists.items():
+            _check_state(name, params, values)
+        _check_steps(params, state_steps)
+
+    columns = [grads, square_avgs, lists.get("grad_avgs"), lists.get("momentum_buffers")]
+    plan = _plan(
+        ("rmsprop", _addresses(params), *map(_addresses, columns), _addresses(state_steps)),
+        check,
+        params,
+        columns,
+        steps=state_steps,
+    )
+    _launch(
+        "rmsprop_kernel",
+        plan,
+        lr=lr,
+        decay_factor=decay_factor,
+        numbers=numbers,
+        constants={
+            "CENTERED": bool(centered),
+            "MOMENTUM": momentum_ > 0,
+            "MAXIMIZE": bool(maximize),
+        },
+        grad_scale=grad_scale,
+        found_inf=found_inf,
+    )

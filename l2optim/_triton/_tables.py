@@ -5,10 +5,9 @@ chunk of ``CHUNK`` elements of one tensor: the chunk's first and end element, th
 address per column (parameter, gradient, state). The grid has one program per row, so
 one launch covers any number of tensors of any sizes.
 
-The table lives on the device and is reused while the addresses stay the same (the usual
-case: parameters, state and, through the caching allocator, gradients keep their memory
-from step to step); a change of any address or size builds a new one. Building it costs
-a few tensor operations on the host and one asynchronous copy, never a synchronisation.
+The table lives on the device; the steps keep it while the addresses stay the same (see
+``_steps``). Building it costs a few tensor operations on the host and one asynchronous
+copy, never a synchronisation.
 
 Every launch is recorded with the specialisation Triton compiles it for (its constexprs,
 the types and 16-byte alignment of its pointers, the integers it specialises on): the
@@ -19,7 +18,7 @@ which the tests check stays 1 while a schedule changes the learning rate.
 from __future__ import annotations
 
 import importlib
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,10 +43,6 @@ CHUNK = 32 * BLOCK
 NUM_WARPS = 4
 #: Step counters one program of ``advance_steps_kernel`` advances.
 STEP_BLOCK = 128
-
-# Tables kept on the devices: a few layouts (optimizers, param groups, dtypes) at once.
-_TABLES_KEPT = 64
-_tables: OrderedDict[tuple, Tensor] = OrderedDict()
 
 #: Launches so far, per kernel name.
 launches: Counter[str] = Counter()
@@ -75,11 +70,6 @@ def chunk_table(
 
     ``columns[k][i]`` is the k-th address of tensor i; tensors of no elements get no row.
     """
-    key = (device, CHUNK, tuple(numels), *map(tuple, columns))
-    table = _tables.get(key)
-    if table is not None:
-        _tables.move_to_end(key)
-        return table
     numel = torch.tensor(numels, dtype=torch.int64)
     addresses = torch.tensor(list(zip(*columns, strict=True)), dtype=torch.int64)
     addresses = addresses.reshape(len(numels), len(columns))
@@ -89,22 +79,12 @@ def chunk_table(
     start = (torch.arange(len(tensor)) - first_chunk[tensor]) * CHUNK
     stop = torch.minimum(start + CHUNK, numel[tensor])
     rows = torch.cat([start[:, None], stop[:, None], addresses[tensor]], dim=1).contiguous()
-    table = _to_device(rows, device)
-    _tables[key] = table
-    if len(_tables) > _TABLES_KEPT:
-        _tables.popitem(last=False)
-    return table
+    return _to_device(rows, device)
 
 
 def address_list(addresses: Sequence[int], device: torch.device) -> Tensor:
-    """A device int64 tensor of ``addresses`` (e.g. the step counters), cached like tables."""
-    key = (device, "list", tuple(addresses))
-    table = _tables.get(key)
-    if table is None:
-        table = _tables[key] = _to_device(torch.tensor(addresses, dtype=torch.int64), device)
-        if len(_tables) > _TABLES_KEPT:
-            _tables.popitem(last=False)
-    return table
+    """A device int64 tensor of ``addresses`` (e.g. the step counters)."""
+    return _to_device(torch.tensor(addresses, dtype=torch.int64), device)
 
 
 def _specialization(arguments: Sequence[Any], constants: dict[str, Any]) -> tuple:
@@ -152,7 +132,11 @@ def launch(
 
 def compiled_variants(name: str) -> int | None:
     """How many binaries Triton has compiled for kernel ``name`` (None when interpreted)."""
-    caches = getattr(getattr(kernels(), name), "device_caches", None)
-    if caches is None:
-        return None
-    return sum(len(cache[0]) for cache in caches.values())
+    kernel = getattr(kernels(), name)
+    caches = getattr(kernel, "device_caches", None)  # {device: (binaries by key, ...)}
+    if isinstance(caches, dict):
+        return sum(len(cache[0]) for cache in caches.values())
+    caches = getattr(kernel, "cache", None)  # older Triton: {device: binaries by key}
+    if isinstance(caches, dict):
+        return sum(len(cache) for cache in caches.values())
+    return None
