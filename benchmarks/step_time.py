@@ -257,10 +257,13 @@ KERNEL_MODES: list[tuple[str, str, dict, float, type, dict, bool]] = [
 ]  # fmt: skip
 
 
-def kernel_table(layouts: list[str], repeats: int, device: str, bandwidth: float | None) -> None:
+def kernel_table(
+    layouts: list[str], repeats: int, device: str, bandwidth: float | None, modes: list[str]
+) -> None:
     """Every kernel mode against torch's fused (if any) and foreach steps and the floor."""
     from l2optim._triton import _tables
 
+    print(f"\nkernel launch: BLOCK={_tables.BLOCK} CHUNK={_tables.CHUNK} warps={_tables.NUM_WARPS}")
     print(
         f"\n{'layout':6} {'kernel mode':26} {'kernel ms':>9} {'/torch fused':>12} "
         f"{'/foreach':>8} {'/floor':>7} {'B/param':>7}{'  BW' if bandwidth else ''}"
@@ -269,6 +272,8 @@ def kernel_table(layouts: list[str], repeats: int, device: str, bandwidth: float
     for layout in layouts:
         count, size = LAYOUTS[layout]
         for name, family, args, decoupled_wd, cls, torch_args, has_fused in KERNEL_MODES:
+            if modes != ["all"] and name not in modes:
+                continue
             params = make_params(count, size, device)
             if not kernels_usable(params):
                 print(f"{layout:6} {name:26} (the kernels do not accept these tensors)")
@@ -374,8 +379,21 @@ def main() -> None:
         default="classes,kernels",
         help="classes (l2optim's optimizers against torch's), kernels (every Triton kernel mode)",
     )
+    parser.add_argument(
+        "--kernel-modes", default="all", help="kernel modes to time (names as printed), or all"
+    )
+    parser.add_argument(
+        "--kernel-config",
+        default="",
+        help="BLOCK,CHUNK,WARPS for the kernel launches (a tuning run); default: the library's",
+    )
     args = parser.parse_args()
     tables = args.tables.split(",")
+    if args.kernel_config:
+        from l2optim._triton import _tables
+
+        block, chunk, warps = map(int, args.kernel_config.split(","))
+        _tables.BLOCK, _tables.CHUNK, _tables.NUM_WARPS = block, chunk, warps
     device = args.device
     if device == "cpu":
         print(f"cpu: {torch.get_num_threads()} threads")
@@ -389,7 +407,9 @@ def main() -> None:
             args.layouts.split(","), args.modes.split(","), args.repeats, device, bandwidth
         )
     if "kernels" in tables:
-        kernel_table(args.layouts.split(","), args.repeats, device, bandwidth)
+        kernel_table(
+            args.layouts.split(","), args.repeats, device, bandwidth, args.kernel_modes.split(",")
+        )
 
 
 def classes_table(
