@@ -13,7 +13,7 @@ arrive as float64 and each update is computed in float32 (float64 for float64 te
 as torch's fused kernels do; divisions and square roots round to nearest, as torch's do.
 
 Importing this module imports triton and defines the kernels, for the interpreter when
-``TRITON_INTERPRET=1`` is set at that moment.
+``TRITON_INTERPRET=1`` is set at that moment (Triton reads it again while they run).
 """
 
 from __future__ import annotations

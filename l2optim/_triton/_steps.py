@@ -18,6 +18,13 @@ torch.optim's): the caller creates it with :func:`init_adam_state` /
 :func:`init_rmsprop_state` (or torch's own ``_init_group`` in a fused group), and SGD's
 momentum buffers are created by :func:`sgd_step` itself where the list holds ``None``,
 as torch's functional ``sgd`` does.
+
+Two things to know. A first SGD step that GradScaler skips still leaves (zero) buffers
+in the list, since only the device knows it was skipped; the next steps here treat them
+as not yet updated (buf ← g), but a checkpoint saved before that next step would show
+torch a zero buffer, whose first update torch damps (identical when dampening is 0).
+And a step is planned once for the addresses and sizes of its tensors: while they stay
+the same, the checks made when the plan was built are trusted.
 """
 
 from __future__ import annotations
