@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch._dynamo
 from torch import Tensor, nn
 from torch.optim import optimizer as _optimizer
 from torch.optim.rmsprop import rmsprop as _rmsprop
@@ -124,6 +123,8 @@ def grad_mode_step(step: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(step)
     def run(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        import torch._dynamo  # here, as torch does: importing it costs seconds
+
         previous = torch.is_grad_enabled()
         try:
             torch.set_grad_enabled(bool(self.defaults.get("differentiable", False)))

@@ -14,10 +14,16 @@ makes the same choice and continues bit for bit.
   calling thread, while the fused kernel opens a parallel region for every tensor, which
   on a busy machine costs milliseconds per tensor.
 * Anything else: torch's own default.
+
+``fused=True`` asks for a fused kernel. Where torch has none, l2optim runs a compiled one
+(``l2optim._fused``); its own Triton kernels (``l2optim._triton``) run instead when
+switched on with the environment variable ``L2OPTIM_TRITON_KERNELS=1``. They are off by
+default until measured against torch's kernels on a GPU (``benchmarks/cuda_check.sh``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +37,11 @@ __all__ = [
     "GroupTensors",
     "fused_kernel_supports",
     "prefers_fused_kernel",
+    "triton_kernel_runs",
 ]
+
+#: The switch for l2optim's Triton kernels under ``fused=True``.
+TRITON_SWITCH = "L2OPTIM_TRITON_KERNELS"
 
 #: Elements a CPU tensor needs before the fused kernel beats torch's per-op loop, idle or
 #: on a contended machine; twice the size at which torch's element-wise ops go parallel.
@@ -82,3 +92,12 @@ class GroupTensors:
             fused_by_default=prefers_fused_kernel(params),
             plain=all(type(p) in (Tensor, torch.nn.Parameter) for p in params),
         )
+
+
+def triton_kernel_runs(params: Sequence[Tensor]) -> bool:
+    """Whether ``fused=True`` runs l2optim's Triton kernel for these tensors."""
+    if os.environ.get(TRITON_SWITCH, "0") != "1":
+        return False
+    from l2optim import _triton
+
+    return _triton.available() and _triton.supports(params)

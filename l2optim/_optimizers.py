@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from l2optim import _compat, _decay, _fused
-from l2optim._implementation import GroupTensors, fused_kernel_supports
+from l2optim import _compat, _decay, _fused, _triton
+from l2optim._implementation import GroupTensors, fused_kernel_supports, triton_kernel_runs
 
 __all__ = [
     "SGD",
@@ -241,11 +241,46 @@ class _WeightDecayMixin:
         return False
 
     def _needs_own_update(self, group: dict[str, Any], decoupled: bool) -> bool:
-        """Whether ``fused=True`` asks for maths torch has no fused kernel for."""
-        return False
+        """Whether the group's whole update runs here rather than in the base.
+
+        ``fused=True`` asks for one pass: l2optim's Triton kernel where it is switched on,
+        or, in modes torch has no fused kernel for, a compiled update (subclasses say).
+        """
+        return self._runs_triton_kernel(group)
+
+    def _runs_triton_kernel(self, group: dict[str, Any]) -> bool:
+        return (
+            bool(group.get("fused"))
+            and type(self)._kernel_update is not _WeightDecayMixin._kernel_update
+            and triton_kernel_runs(group["params"])
+        )
 
     def _own_update(self, group: dict[str, Any], factor: Any) -> None:
+        if self._runs_triton_kernel(group):
+            params = _decay.with_grad(group["params"])
+            if params:
+                grad_scale, found_inf = _compat.gradscaler_handoff(self)
+                self._kernel_update(group, params, factor, grad_scale, found_inf)
+        else:
+            self._compiled_update(group, factor)
+
+    def _kernel_update(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        factor: Any,
+        grad_scale: Tensor | None,
+        found_inf: Tensor | None,
+    ) -> None:
+        """The group's update by l2optim's Triton kernel (GradScaler's flag on the device)."""
         raise NotImplementedError
+
+    def _compiled_update(self, group: dict[str, Any], factor: Any) -> None:
+        raise NotImplementedError
+
+    def _coupled_weight_decay(self, group: dict[str, Any]) -> Any:
+        """λ for a kernel's coupled term: the group's, or 0 when its decay is decoupled."""
+        return 0.0 if group["decoupled_weight_decay"] else group["weight_decay"]
 
     def _own_update_scalars(
         self, group: dict[str, Any], factor: Any
@@ -489,10 +524,12 @@ class SGD(_WeightDecayMixin, torch.optim.SGD):
         # torch's fused SGD kernel creates the momentum buffers (uninitialised) before it
         # looks at found_inf: a first step that GradScaler marks as overflowed would leave
         # garbage buffers that the next step takes for real ones. So, only on a step that
-        # creates buffers, the flag is read on the host and the step skipped here.
+        # creates buffers, the flag is read on the host and the step skipped here. (Our
+        # own updates read the flag themselves.)
         _, found_inf = _compat.gradscaler_handoff(self)
         if found_inf is None or not any(
-            {**group, **plan.base_view}.get("fused")
+            not plan.own_update
+            and {**group, **plan.base_view}.get("fused")
             and group["momentum"] != 0
             and any(
                 p.grad is not None and self.state.get(p, {}).get("momentum_buffer") is None
@@ -505,9 +542,30 @@ class SGD(_WeightDecayMixin, torch.optim.SGD):
 
     def _needs_own_update(self, group, decoupled):
         # torch has no fused kernel for decoupled decay with momentum.
-        return bool(group["fused"]) and decoupled and group["momentum"] != 0
+        compiled = bool(group["fused"]) and decoupled and group["momentum"] != 0
+        return compiled or super()._needs_own_update(group, decoupled)
 
-    def _own_update(self, group, factor):
+    def _kernel_update(self, group, params, factor, grad_scale, found_inf):
+        with_momentum = group["momentum"] != 0
+        buffers = [self.state[p].get("momentum_buffer") for p in params] if with_momentum else []
+        _triton.sgd_step(
+            params,
+            [p.grad for p in params],
+            buffers,
+            lr=group["lr"],
+            weight_decay=self._coupled_weight_decay(group),
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            decay_factor=factor,
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+        )
+        for p, buffer in zip(params, buffers, strict=True):
+            self.state[p]["momentum_buffer"] = buffer
+
+    def _compiled_update(self, group, factor):
         scalars = self._own_update_scalars(group, factor)
         if scalars is None:
             return
@@ -637,6 +695,30 @@ class Adam(_WeightDecayMixin, torch.optim.Adam):
         # the fused kernel cannot read them: such a group stays on the unfused path.
         return super()._prefers_fused_kernel(group) and all(
             self.state.get(p, {}).get("step", p).device == p.device for p in group["params"]
+        )
+
+    def _kernel_update(self, group, params, factor, grad_scale, found_inf):
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states, strict=True):
+            _triton.init_adam_state(p, state, amsgrad=group["amsgrad"])
+        beta1, beta2 = group["betas"]
+        _triton.adam_step(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+            [s["step"] for s in states],
+            amsgrad=group["amsgrad"],
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=self._coupled_weight_decay(group),
+            eps=group["eps"],
+            maximize=group["maximize"],
+            decay_factor=factor,
+            grad_scale=grad_scale,
+            found_inf=found_inf,
         )
 
     def _decoupled_in_base(self, group, weight_decay, scale):
@@ -771,10 +853,35 @@ class RMSprop(_WeightDecayMixin, torch.optim.RMSprop):
         super().__setstate__(state)
 
     def _needs_own_update(self, group, decoupled):
-        # torch has no fused RMSprop: fused=True runs the compiled update.
+        # torch has no fused RMSprop: fused=True runs the compiled update (or the kernel).
         return bool(group["fused"])
 
-    def _own_update(self, group, factor):
+    def _kernel_update(self, group, params, factor, grad_scale, found_inf):
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states, strict=True):
+            _triton.init_rmsprop_state(
+                p, state, momentum=group["momentum"], centered=group["centered"]
+            )
+        _triton.rmsprop_step(
+            params,
+            [p.grad for p in params],
+            [s["square_avg"] for s in states],
+            [s["grad_avg"] for s in states] if group["centered"] else [],
+            [s["momentum_buffer"] for s in states] if group["momentum"] > 0 else [],
+            [s["step"] for s in states],
+            lr=group["lr"],
+            alpha=group["alpha"],
+            eps=group["eps"],
+            weight_decay=self._coupled_weight_decay(group),
+            momentum=group["momentum"],
+            centered=group["centered"],
+            maximize=group["maximize"],
+            decay_factor=factor,
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+        )
+
+    def _compiled_update(self, group, factor):
         scalars = self._own_update_scalars(group, factor)
         if scalars is None:
             return

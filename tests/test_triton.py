@@ -799,3 +799,79 @@ def test_kernels_compile_for_an_h100_with_vector_loads_and_exact_division(tmp_pa
         assert facts["approximate"] == 0, (name, facts)
     # seconds of compilation per kernel, shown with -s
     print({name: round(facts["seconds"], 2) for name, facts in report.items()})
+
+
+# -- the optimizer classes with fused=True and the kernels switched on -------------------
+
+CLASS_MODES = [
+    ("SGD", {"momentum": 0.9, "nesterov": True}, False),
+    ("SGDW", {"momentum": 0.9, "dampening": 0.2, "weight_decay_scaling": "schedule"}, True),
+    ("Adam", {"amsgrad": True}, False),
+    ("AdamW", {"maximize": True}, True),
+    ("RMSprop", {"centered": True, "momentum": 0.5}, False),
+    ("RMSpropW", {"momentum": 0.5, "weight_decay_scaling": "none"}, True),
+]
+
+
+def _class_run(name: str, hyper: dict, steps: int, skips: tuple[bool, ...] = (), **impl):
+    """``steps`` steps under a schedule; the steps ``skips`` marks overflow under GradScaler."""
+    import l2optim
+
+    generator = torch.Generator().manual_seed(0)
+    params = [
+        torch.nn.Parameter(torch.randn(shape, generator=generator).to(DEVICE))
+        for shape in [(5, 7), (33,), (1,)]
+    ]
+    optimizer = getattr(l2optim, name)(params, lr=0.01, weight_decay=0.1, **hyper, **impl)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.7)
+    scaler = torch.amp.GradScaler(DEVICE, init_scale=2.0**8) if skips else None
+    if scaler is not None:
+        scaler.scale(torch.zeros((), device=DEVICE))
+    good = 0
+    for skip in skips or (False,) * steps:
+        grads = new_grads(params, seed=good)
+        scale = scaler.get_scale() if scaler is not None else 1.0
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g * scale
+        if skip:
+            params[0].grad.view(-1)[0] = float("inf")
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+        if not skip:
+            scheduler.step()
+            good += 1
+    return params, optimizer
+
+
+@pytest.mark.parametrize(("name", "hyper", "decoupled"), CLASS_MODES, ids=lambda v: str(v))
+def test_fused_classes_run_the_kernel_when_switched_on(name, hyper, decoupled, monkeypatch):
+    monkeypatch.setenv("L2OPTIM_TRITON_KERNELS", "1")
+    before = sum(_tables.launches.values())
+    ours, optimizer = _class_run(name, hyper, 3, fused=True)
+    assert sum(_tables.launches.values()) > before
+    monkeypatch.delenv("L2OPTIM_TRITON_KERNELS")
+    reference, ref_optimizer = _class_run(name, hyper, 3, foreach=False)
+    assert_same(ours, reference, rtol=1e-5, atol=1e-6)
+    for p, r in zip(ours, reference, strict=True):
+        assert optimizer.state[p].keys() == ref_optimizer.state[r].keys()
+
+
+@pytest.mark.parametrize(("name", "hyper", "decoupled"), CLASS_MODES[::2], ids=lambda v: str(v))
+def test_kernel_classes_skip_overflowed_first_steps(name, hyper, decoupled, monkeypatch):
+    """GradScaler hands the kernel its flag; skipped first steps leave no trace."""
+    monkeypatch.setenv("L2OPTIM_TRITON_KERNELS", "1")
+    pattern = (True, True, False, True, False, False)
+    ours, _ = _class_run(name, hyper, 0, skips=pattern, fused=True)
+    monkeypatch.delenv("L2OPTIM_TRITON_KERNELS")
+    reference, _ = _class_run(name, hyper, pattern.count(False), foreach=False)
+    assert_same(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_the_kernels_are_off_by_default(monkeypatch):
+    monkeypatch.delenv("L2OPTIM_TRITON_KERNELS", raising=False)
+    before = sum(_tables.launches.values())
+    _class_run("Adam", {}, 2, fused=True)
+    assert sum(_tables.launches.values()) == before
