@@ -201,3 +201,42 @@ def _grouped_optimizer(config: Config, decoupled: bool, params, **kwargs):
     return config.ours(
         param_groups(params, lr, 0.1), lr=lr, decoupled_weight_decay=decoupled, **kwargs
     )
+
+
+CUDA_CASES = [
+    (cls, impl)
+    for cls in (l2optim.SGD, l2optim.SGDW, l2optim.Adam, l2optim.AdamW, l2optim.RMSpropW)
+    for impl in ({}, {"fused": True})
+]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("cls", "impl"), CUDA_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_skipped_first_steps_on_cuda(cls, impl) -> None:
+    """The issue's scenario on the device where torch's fused SGD kernel runs by default."""
+    hyper = {"lr": 0.1, "weight_decay": 0.5}
+    if issubclass(cls, torch.optim.SGD):
+        hyper["momentum"] = 0.9
+    params0 = [p.cuda() for p in initial_params(torch.float32)]
+    params = [nn.Parameter(p.clone()) for p in params0]
+    optimizer = cls(params, **hyper, **impl)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**8, growth_interval=1000)
+    scaler.scale(torch.zeros((), device="cuda"))
+    good = 0
+    for skip in SKIP_PATTERN:
+        scale = scaler.get_scale()
+        for i, p in enumerate(params):
+            p.grad = None if i == NO_GRAD else gradient(p.detach(), good, i) * scale
+        if skip:
+            params[0].grad.view(-1)[0] = float("inf")
+        scaler.step(optimizer)
+        scaler.update()
+        good += not skip
+    reference = [nn.Parameter(p.clone()) for p in params0]
+    reference_optimizer = cls(reference, **hyper, foreach=False)
+    for step in range(good):
+        for i, p in enumerate(reference):
+            p.grad = None if i == NO_GRAD else gradient(p.detach(), step, i)
+        reference_optimizer.step()
+    for p, r in zip(params, reference, strict=True):
+        torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)
