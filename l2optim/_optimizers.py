@@ -59,7 +59,7 @@ class _GroupStep:
     coupled: float | Tensor | None = None
     # 1 − s_t·λ for decoupled decay applied here (the base cannot), else None.
     factor: float | Tensor | None = None
-    # The whole update runs here, as one compiled pass, instead of in the base.
+    # The whole update runs here, in one pass (compiled, or a kernel), not in the base.
     own_update: bool = False
 
 
@@ -164,10 +164,9 @@ class _WeightDecayMixin:
                 group.update(original)
             for p, grad in swapped:
                 p.grad = grad
-        with torch.no_grad():
-            for group, plan in zip(self.param_groups, plans, strict=True):
-                if plan.own_update:
-                    self._own_update(group, plan.factor)
+        for group, plan in zip(self.param_groups, plans, strict=True):
+            if plan.own_update:
+                self._own_update(group, plan.factor)
         return loss
 
     def _plan_group(self, index: int, group: dict[str, Any]) -> _GroupStep:
