@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from _frameworks import require
-from _training import assert_bit_exact, mlp
+from _training import assert_bit_exact
 from torch import nn
 
 import l2optim
@@ -40,7 +40,16 @@ MODELS = {
     "torch_transformer": lambda: nn.TransformerEncoder(
         nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True), num_layers=1
     ),
-    "mlp": mlp,
+    # Conv biases and BatchNorm.
+    "convnet": lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1)),
+    # Embedding tables, one of them named like T5's relative position table.
+    "embeddings": lambda: nn.ModuleDict(
+        {
+            "word_embeddings": nn.Embedding(16, 8),
+            "relative_attention_bias": nn.Embedding(8, 2),
+            "norm": nn.LayerNorm(8),
+        }
+    ),
 }
 
 
@@ -75,7 +84,8 @@ EXPECTED_EXEMPT = {
         n in {"pos_embed", "cls_token"} or n.endswith((".gamma", ".bias")) or "norm" in n
     ),
     "torch_transformer": lambda n: n.endswith(("bias", "norm1.weight", "norm2.weight")),
-    "mlp": lambda n: n.endswith(".bias"),
+    "convnet": lambda n: n.endswith(".bias") or n == "1.weight",
+    "embeddings": lambda n: n.startswith("norm."),
 }
 
 

@@ -130,6 +130,20 @@ TINY_MODELS = {
             num_channels=3, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=2
         )
     ),
+    "vit": lambda: transformers.ViTForImageClassification(
+        transformers.ViTConfig(
+            image_size=16,
+            patch_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=2,
+        )
+    ),
+    "torch_transformer": lambda: nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True), num_layers=1
+    ),
     "resnet": lambda: transformers.ResNetForImageClassification(
         transformers.ResNetConfig(
             num_channels=3,
@@ -191,6 +205,10 @@ DIFFERENCES = {
     "t5": lambda m: (names_where(m, lambda n, p: "relative_attention_bias" in n), set()),
     # ConvNeXt's layer scale is 1-D and neither a bias nor a norm.
     "convnext": lambda m: (set(), names_where(m, lambda n, p: n.endswith("layer_scale_parameter"))),
+    # ViT's class token and position table (3-D): both decay them (no no_weight_decay()).
+    "vit": lambda m: (set(), set()),
+    # MultiheadAttention's in_proj_bias: 1-D, and "bias" is in its name.
+    "torch_transformer": lambda m: (set(), set()),
     # ResNet's BatchNorm layers are named "normalization", which no name pattern of the
     # Trainer's matches: their weights decay there (their biases are exempt by name).
     "resnet": lambda m: (set(), batch_norm_weights(m)),
@@ -206,3 +224,14 @@ def test_decay_groups_against_the_trainers_rule(model_name: str, trainer_decay_n
     assert theirs - ours == only_theirs
     if model_name in ("t5", "convnext", "resnet"):
         assert only_ours or only_theirs  # the documented difference is really there
+    assert DECAYED_BY_BOTH.get(model_name, set()) <= ours & theirs
+
+
+# Table rows where both rules decay: embedding tables, and ViT's 3-D tokens (HF models
+# have no no_weight_decay()).
+DECAYED_BY_BOTH = {
+    "bert": {"bert.embeddings.word_embeddings.weight"},
+    "gpt2": {"transformer.wte.weight"},
+    "vit": {"vit.embeddings.cls_token", "vit.embeddings.position_embeddings"},
+    "torch_transformer": {"layers.0.self_attn.in_proj_weight"},
+}
