@@ -107,54 +107,56 @@ def test_resume_from_checkpoint_is_bit_exact(name: str, tmp_path: Path) -> None:
 
 
 # Tiny models of the architectures whose parameter names the two rules read differently.
-TINY_MODELS = {
-    "bert": tiny_bert,
-    "gpt2": lambda: transformers.GPT2LMHeadModel(
-        transformers.GPT2Config(
-            vocab_size=VOCAB, n_positions=LENGTH, n_embd=16, n_layer=1, n_head=2
-        )
+# (model class, config class, config) of transformers, each tiny.
+TINY_CONFIGS = {
+    "gpt2": (
+        "GPT2LMHeadModel",
+        "GPT2Config",
+        {"n_positions": LENGTH, "n_embd": 16, "n_head": 2, "bos_token_id": 0, "eos_token_id": 0},
     ),
-    "t5": lambda: transformers.T5ForConditionalGeneration(
-        transformers.T5Config(
-            vocab_size=VOCAB,
-            d_model=16,
-            d_kv=8,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-            relative_attention_num_buckets=8,
-        )
+    "t5": (
+        "T5ForConditionalGeneration",
+        "T5Config",
+        {"d_model": 16, "d_kv": 8, "d_ff": 32, "num_heads": 2, "relative_attention_num_buckets": 8},
     ),
-    "convnext": lambda: transformers.ConvNextForImageClassification(
-        transformers.ConvNextConfig(
-            num_channels=3, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=2
-        )
+    "convnext": (
+        "ConvNextForImageClassification",
+        "ConvNextConfig",
+        {"num_stages": 2, "hidden_sizes": [8, 16], "depths": [1, 1]},
     ),
-    "vit": lambda: transformers.ViTForImageClassification(
-        transformers.ViTConfig(
-            image_size=16,
-            patch_size=8,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            num_labels=2,
-        )
+    "vit": (
+        "ViTForImageClassification",
+        "ViTConfig",
+        {"image_size": 16, "patch_size": 8, "hidden_size": 16, "intermediate_size": 32},
     ),
-    "torch_transformer": lambda: nn.TransformerEncoder(
-        nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True), num_layers=1
-    ),
-    "resnet": lambda: transformers.ResNetForImageClassification(
-        transformers.ResNetConfig(
-            num_channels=3,
-            embedding_size=8,
-            hidden_sizes=[8, 16],
-            depths=[1, 1],
-            num_labels=2,
-            layer_type="basic",
-        )
+    "resnet": (
+        "ResNetForImageClassification",
+        "ResNetConfig",
+        {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1], "layer_type": "basic"},
     ),
 }
+# One layer, two heads, few tokens; unknown keys are ignored by each config class.
+TINY_COMMON = {
+    "vocab_size": VOCAB,
+    "n_layer": 1,
+    "num_layers": 1,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_labels": 2,
+}
+
+
+def tiny_model(name: str) -> nn.Module:
+    """A tiny model of the architectures whose parameter names the two rules read differently."""
+    torch.manual_seed(0)
+    if name == "bert":
+        return tiny_bert()
+    if name == "torch_transformer":
+        layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, batch_first=True)
+        return nn.TransformerEncoder(layer, num_layers=1)
+    model_class, config_class, settings = TINY_CONFIGS[name]
+    config = getattr(transformers, config_class)(**TINY_COMMON, **settings)
+    return getattr(transformers, model_class)(config)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +219,7 @@ DIFFERENCES = {
 
 @pytest.mark.parametrize("model_name", list(DIFFERENCES))
 def test_decay_groups_against_the_trainers_rule(model_name: str, trainer_decay_names) -> None:
-    model = TINY_MODELS[model_name]()
+    model = tiny_model(model_name)
     ours, theirs = l2optim_decay_names(model), trainer_decay_names(model)
     only_ours, only_theirs = DIFFERENCES[model_name](model)
     assert ours - theirs == only_ours
