@@ -10,11 +10,14 @@ import pytest
 
 
 def require(module: str) -> ModuleType:
-    """``module``, imported; outside CI a missing framework skips the test module.
+    """``module``, imported; outside CI a failed import skips the test module.
 
     In CI (``CI`` set) the import error propagates, so a broken install fails the run
     instead of quietly skipping it. Install them with ``pip install -e ".[integrations]"``.
     """
-    if os.environ.get("CI"):
+    try:
         return importlib.import_module(module)
-    return pytest.importorskip(module, reason=f'{module} is in the "integrations" extra')
+    except ImportError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"{module}: {error} (the integrations extra)", allow_module_level=True)
