@@ -74,15 +74,22 @@ def compiled_graphs() -> int:
     return sum(torch._dynamo.utils.counters["stats"].values())
 
 
-@pytest.mark.parametrize("duplicate", ["pickle", "deepcopy"])
+@pytest.mark.parametrize("duplicate", ["pickle", "deepcopy", "save_params"])
 @pytest.mark.parametrize("optimizer", list(NET_OPTIMIZERS))
-def test_copied_net_continues_like_the_original(optimizer: str, duplicate: str) -> None:
+def test_copied_net_continues_like_the_original(
+    optimizer: str, duplicate: str, tmp_path: Path
+) -> None:
     x, y = data()
     original = net(optimizer).partial_fit(x, y)
     if duplicate == "pickle":
         twin = pickle.loads(pickle.dumps(original))
-    else:
+    elif duplicate == "deepcopy":
         twin = copy.deepcopy(original)
+    else:  # state dicts: load_state_dict into a new net's optimizer
+        files = {"f_params": tmp_path / "params.pt", "f_optimizer": tmp_path / "optimizer.pt"}
+        original.save_params(**files)
+        twin = net(optimizer, module__seed=1).initialize()
+        twin.load_params(**files)
     assert type(twin.optimizer_).__qualname__ == NET_OPTIMIZERS[optimizer][0].__qualname__
 
     original.partial_fit(x, y)
