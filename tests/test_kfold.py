@@ -192,18 +192,14 @@ def worker_setup(lam: float, train_idx: np.ndarray, test_idx: np.ndarray) -> flo
 
 
 def test_workers_build_a_spawned_pool_with_one_torch_thread_and_close_it():
-    trainer = small_trainer()
-    serial = kfold_objective(trainer, len(Y), folds=4)
-    with kfold_objective(trainer, len(Y), folds=4, workers=2) as parallel:
-        assert parallel(1e-2) == serial(1e-2)
-        pool = parallel.executor
-        assert isinstance(pool, ProcessPoolExecutor)
-    assert parallel.executor is None  # shut down on leaving the block
-    with pytest.raises(RuntimeError):
-        pool.submit(int)
     MARKED_IN_PARENT.append(True)
     with kfold_objective(worker_setup, 10, folds=2, workers=2) as probe:
-        assert probe(1.0) == (11.0, 11.0)
+        assert probe(1.0) == (11.0, 11.0)  # one torch thread, in a spawned worker
+        pool = probe.executor
+        assert isinstance(pool, ProcessPoolExecutor)
+    assert probe.executor is None  # shut down on leaving the block
+    with pytest.raises(RuntimeError):
+        pool.submit(int)
 
 
 def test_workers_and_executor_are_exclusive_and_workers_is_a_count():

@@ -279,7 +279,7 @@ def test_fit_converges_to_ridge_on_all_the_data():
 
 
 def test_select_lambda_refits_at_lambda_min():
-    trainer = full_batch_trainer(l2optim.SGD, epochs=300, lr=0.3)
+    trainer = full_batch_trainer(l2optim.SGD, epochs=30, lr=0.3)
     objective = l2optim.kfold_objective(trainer, N_SAMPLES, folds=3)
     search = l2optim.select_lambda(objective, bounds=(1e-3, 3.0), n_grid=4, xtol=0.1,
                                    refit=True, progress=False)
