@@ -12,13 +12,14 @@ import sys as _sys
 import torch.optim as _torch_optim
 
 from l2optim import conversions, data
+from l2optim._curve import CVCurve, Evaluation, LambdaAtEdgeWarning
 from l2optim._groups import decay_groups
 from l2optim._kfold import KFoldObjective, kfold_objective, kfold_splits
 from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW, with_weight_decay
 from l2optim._ridge import RidgeCVResult, ridge_cv
 from l2optim._search import LambdaSearch, ObjectiveError, select_lambda
 from l2optim._torch_state import to_torch_state_dict
-from l2optim._trainer import FoldTrainer
+from l2optim._trainer import FoldTrainer, Standardized
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,9 @@ __all__ = [
     "SGDW",
     "Adam",
     "AdamW",
+    "CVCurve",
+    "Evaluation",
+    "LambdaAtEdgeWarning",
     "LambdaSearch",
     "ObjectiveError",
     "FoldTrainer",
@@ -34,6 +38,7 @@ __all__ = [
     "RMSprop",
     "RMSpropW",
     "RidgeCVResult",
+    "Standardized",
     "conversions",
     "data",
     "decay_groups",
