@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from l2optim import _compat
 from l2optim._validation import check_bool, check_callable, check_count
 
 __all__ = ["KFoldObjective", "kfold_objective", "kfold_splits"]
@@ -59,8 +59,8 @@ class KFoldObjective:
     the executor (or runs them in turn without one) and returns the scores in fold
     order, as a tuple of floats.
 
-    On a dask.distributed executor (``client.get_executor()``), ``fit_score`` and the
-    data it holds are sent to every worker once, on the first call, and each fold task
+    On a dask.distributed cluster (a ``Client``, or ``client.get_executor()``),
+    ``fit_score`` and the data it holds are sent to every worker once, on the first call, and each fold task
     refers to that copy: a search of many λ does not ship the data again for each fold.
     The copy stays on the cluster while the objective lives. Any other executor receives
     ``fit_score`` with every fold task.
@@ -146,7 +146,7 @@ class KFoldObjective:
         self, executor: Executor, lam: float, train: np.ndarray, test: np.ndarray
     ) -> Future:
         """One fold as a task of ``executor``; on dask, ``fit_score`` goes to the workers once."""
-        client = _dask_client(executor)
+        client = _compat.dask_client_of(executor)
         if client is None:
             return executor.submit(self.fit_score, lam, train, test)
         if self._scattered is None:
@@ -154,7 +154,7 @@ class KFoldObjective:
             # hashing: dask would pickle the whole data to name it.
             [self._scattered] = client.scatter([self.fit_score], broadcast=True, hash=False)
         # dask hands each task the workers' copy in place of the future.
-        return executor.submit(_call, self._scattered, lam, train, test)
+        return client.submit(_call, self._scattered, lam, train, test, pure=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "executor": None, "workers": None, "_scattered": None}
@@ -205,10 +205,11 @@ def kfold_objective(
             ``if __name__ == "__main__":``.
         executor: instead of ``workers``, any :class:`concurrent.futures.Executor` to
             run the folds of one λ concurrently: a
-            :class:`~concurrent.futures.ProcessPoolExecutor` set up as you need, or
-            ``dask.distributed.Client(...).get_executor()`` for a cluster, which receives
-            ``fit_score`` and its data once rather than with every fold. The executor is
-            the caller's: it is not shut down here. With neither, the folds run in turn
+            :class:`~concurrent.futures.ProcessPoolExecutor` set up as you need, or a
+            ``dask.distributed.Client`` for a cluster (or the executor it gives,
+            ``client.get_executor()``), whose workers receive ``fit_score`` and its data
+            once rather than with every fold. The executor is the caller's: it is not
+            shut down here. With neither, the folds run in turn
             in this process.
 
     Returns:
@@ -222,10 +223,14 @@ def kfold_objective(
         ...     search = l2optim.select_lambda(objective)
     """
     check_callable("fit_score", fit_score)
-    if executor is not None and not isinstance(executor, Executor):
-        # dask's ClientExecutor is a concurrent.futures.Executor subclass too.
+    if not (
+        executor is None
+        or isinstance(executor, Executor)  # dask's ClientExecutor is one too
+        or _compat.dask_client_of(executor) is not None
+    ):
         raise TypeError(
-            f"executor must be a concurrent.futures.Executor or None, got {type(executor).__name__}"
+            "executor must be a concurrent.futures.Executor, a dask.distributed.Client or "
+            f"None, got {type(executor).__name__}"
         )
     if workers is not None:
         workers = check_count("workers", workers, low=1)
@@ -252,14 +257,3 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
 def _call(fit_score: FitScore, lam: float, train: np.ndarray, test: np.ndarray) -> float:
     """``fit_score`` on one fold, for a task that receives ``fit_score`` as an argument."""
     return fit_score(lam, train, test)
-
-
-def _dask_client(executor: Executor) -> Any:
-    """The dask.distributed client behind ``executor``, or None for any other executor."""
-    # An executor made by a dask client means distributed is imported already: look it up
-    # rather than import it for every other executor.
-    cfexecutor = sys.modules.get("distributed.cfexecutor")
-    if cfexecutor is None or not isinstance(executor, cfexecutor.ClientExecutor):
-        return None
-    return executor._client  # ClientExecutor keeps its client under this name only
-

@@ -172,13 +172,15 @@ def test_dask_local_cluster_gives_the_serial_scores_and_receives_the_data_once()
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        on_cluster = kfold_objective(trainer, len(Y), folds=4, executor=client.get_executor())
-        assert isinstance(on_cluster, KFoldObjective)
-        CountsPickles.pickled = 0
-        assert on_cluster(1e-2) == serial(1e-2)
-        assert on_cluster(0.5) == serial(0.5)
-        # Eight fold tasks, one copy of the trainer and its data sent to the workers.
-        assert CountsPickles.pickled == 1
+        # The client itself (public API), or the executor it gives.
+        for executor in (client, client.get_executor()):
+            on_cluster = kfold_objective(trainer, len(Y), folds=4, executor=executor)
+            assert isinstance(on_cluster, KFoldObjective)
+            CountsPickles.pickled = 0
+            assert on_cluster(1e-2) == serial(1e-2)
+            assert on_cluster(0.5) == serial(0.5)
+            # Eight fold tasks, one copy of the trainer and its data sent to the workers.
+            assert CountsPickles.pickled == 1
 
 
 # Set in this process before a pool starts: a forked worker inherits it, a spawned one
