@@ -465,14 +465,14 @@ class SGD(_WeightDecayMixin, torch.optim.SGD):
         \begin{aligned}
         &\textbf{coupled:} && g_t \leftarrow g_t + \lambda\,\theta_{t-1} \\
         &\textbf{decoupled:} && \theta_{t-1} \leftarrow \theta_{t-1}\,(1 - s_t\lambda) \\
-        & && b_t \leftarrow \mu\, b_{t-1} + (1-\tau)\, g_t \quad (b_1 = g_1) \\
+        & && b_t \leftarrow \mu\, b_{t-1} + (1-d)\, g_t \quad (b_1 = g_1) \\
         & && \theta_t \leftarrow \theta_{t-1} - \gamma_t\, (g_t + \mu b_t
              \text{ if nesterov else } b_t)
         \end{aligned}
 
     Without momentum, decoupled decay with ``weight_decay_scaling="lr"`` is coupled
-    decay, step for step. With momentum μ and dampening τ the two share the ridge fixed
-    point when the coupled λ is s·λ·(1 − μ)/(lr·(1 − τ)), i.e. (1 − μ)·λ/(1 − τ) with
+    decay, step for step. With momentum μ and dampening d the two share the ridge fixed
+    point when the coupled λ is s·λ·(1 − μ)/(lr·(1 − d)), i.e. (1 − μ)·λ/(1 − d) with
     the default scaling (:func:`l2optim.conversions.coupled_from_decoupled`); the
     trajectories differ.
     """
