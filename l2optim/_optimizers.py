@@ -465,9 +465,9 @@ class SGD(_WeightDecayMixin, torch.optim.SGD):
         \begin{aligned}
         &\textbf{coupled:} && g_t \leftarrow g_t + \lambda\,\theta_{t-1} \\
         &\textbf{decoupled:} && \theta_{t-1} \leftarrow \theta_{t-1}\,(1 - s_t\lambda) \\
-        & && b_t \leftarrow \mu\, b_{t-1} + (1-d)\, g_t \quad (b_1 = g_1) \\
-        & && \theta_t \leftarrow \theta_{t-1} - \gamma_t\, (g_t + \mu b_t
-             \text{ if nesterov else } b_t)
+        & && m_t \leftarrow \mu\, m_{t-1} + (1-d)\, g_t \quad (m_1 = g_1) \\
+        & && \theta_t \leftarrow \theta_{t-1} - \gamma_t\, (g_t + \mu m_t
+             \text{ if nesterov else } m_t)
         \end{aligned}
 
     Without momentum, decoupled decay with ``weight_decay_scaling="lr"`` is coupled
@@ -786,8 +786,8 @@ class RMSprop(_WeightDecayMixin, torch.optim.RMSprop):
         &\textbf{decoupled:} && \theta_{t-1} \leftarrow \theta_{t-1}\,(1 - s_t\lambda) \\
         & && v_t \leftarrow \alpha v_{t-1} + (1-\alpha) g_t^2, \quad
              \tilde v_t \leftarrow v_t - \bar g_t^2 \text{ if centered} \\
-        & && b_t \leftarrow \mu b_{t-1} + g_t/(\sqrt{\tilde v_t} + \epsilon), \quad
-             \theta_t \leftarrow \theta_{t-1} - \gamma_t b_t
+        & && u_t \leftarrow \mu u_{t-1} + g_t/(\sqrt{\tilde v_t} + \epsilon), \quad
+             \theta_t \leftarrow \theta_{t-1} - \gamma_t u_t
              \quad (\mu = 0:\ \theta_t \leftarrow \theta_{t-1} - \gamma_t g_t/(\sqrt{\tilde v_t}+\epsilon))
         \end{aligned}
 
