@@ -15,11 +15,12 @@ from l2optim import conversions, data
 from l2optim._curve import CVCurve, Evaluation, LambdaAtEdgeWarning
 from l2optim._groups import decay_groups
 from l2optim._kfold import KFoldObjective, kfold_objective, kfold_splits
-from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW, with_weight_decay
+from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW
 from l2optim._ridge import RidgeCVResult, ridge_cv
 from l2optim._search import LambdaSearch, ObjectiveError, select_lambda
 from l2optim._torch_state import to_torch_state_dict
 from l2optim._trainer import FoldTrainer, Standardized
+from l2optim._with_weight_decay import with_weight_decay
 
 __version__ = "0.1.0"
 
