@@ -44,7 +44,6 @@ class SGD(WeightDecayMixin, torch.optim.SGD):
 
     _base_decay_is_coupled = True
     _base_has_fused_kernel = True
-    _foreach_is_the_loops_arithmetic = True
 
     def __init__(
         self,
@@ -83,6 +82,11 @@ class SGD(WeightDecayMixin, torch.optim.SGD):
             return None
         coupled = lr_scaled(group, weight_decay, scale)
         return None if coupled is None else {"weight_decay": coupled}
+
+    def _foreach_matches_loop(self, group):
+        # Same arithmetic, except that torch's foreach Nesterov step adds the buffer into
+        # p.grad in place (when no coupled decay made a copy first); the loop does not.
+        return not group["nesterov"]
 
     def _skips_for_overflow(self, plans):
         # torch's fused SGD kernel creates the momentum buffers (uninitialised) before it

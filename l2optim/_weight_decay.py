@@ -65,9 +65,6 @@ class WeightDecayMixin:
     _base_decay_is_coupled = False
     #: True when torch has a fused kernel for the base (SGD, Adam): a default may use it.
     _base_has_fused_kernel = False
-    #: True when the base's foreach update computes what its per-tensor loop computes,
-    #: operation for operation (SGD): a default may use it at no cost in numbers.
-    _foreach_is_the_loops_arithmetic = False
     #: The base class's update, without the wrappers of torch's steps (set per subclass).
     _base_update: Callable[..., Any]
 
@@ -205,9 +202,14 @@ class WeightDecayMixin:
             return {}
         if self._prefers_fused_kernel(group):
             return {"fused": True}
-        if self._foreach_is_the_loops_arithmetic and self._group_tensors(group).plain:
+        if self._foreach_matches_loop(group) and self._group_tensors(group).plain:
             return {"foreach": True}
         return {}
+
+    def _foreach_matches_loop(self, group: dict[str, Any]) -> bool:
+        """Whether the base's foreach update does what its per-tensor loop does, operation
+        for operation and with the same side effects: a default may then use it."""
+        return False
 
     def _prefers_fused_kernel(self, group: dict[str, Any]) -> bool:
         return self._group_tensors(group).fused_by_default
