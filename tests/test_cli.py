@@ -21,7 +21,7 @@ from l2optim._cli import main
 FAST = ["--epochs", "3", "--folds", "3"]
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 540) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "l2optim", *args],
         capture_output=True,
@@ -105,7 +105,7 @@ def test_the_trained_search_standardises_inside_each_fold(table):
     done = run_cli(
         "select-lambda", str(table), "--target", "y", "--trained", *FAST,
         "--epochs", "300", "--batch-size", "40", "--lr", "0.1", "--bounds", "1e-4", "5",
-        "--json",
+        "--n-grid", "4", "--xtol", "1", "--json",
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

@@ -82,7 +82,7 @@ def run_script(script: str, cwd: Path, **env: str) -> subprocess.CompletedProces
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=540,
         cwd=cwd,
         env=dict(os.environ, **env),
     )

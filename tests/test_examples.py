@@ -18,7 +18,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 _NUMBER = r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
 
 
-def run_example(name: str, timeout: float = 120) -> str:
+def run_example(name: str, timeout: float = 540) -> str:
     """Run ``examples/<name>`` in a fresh interpreter, without a display; its stdout."""
     env = dict(os.environ, MPLBACKEND="Agg")
     done = subprocess.run(
