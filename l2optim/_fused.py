@@ -118,11 +118,13 @@ def _configuration(update: Callable[..., None], kwargs: dict[str, Any]) -> tuple
     return (update, static)
 
 
-def _compile(update: Callable[..., None], index: int) -> Callable[..., None]:
+def _compile(
+    update: Callable[..., None], index: int, backend: str = "inductor"
+) -> Callable[..., None]:
     code = update.__code__.replace(co_name=f"{update.__name__}_{index}")
     copy = types.FunctionType(code, update.__globals__, code.co_name, update.__defaults__)
     copy.__kwdefaults__ = update.__kwdefaults__
-    return torch.compile(copy, fullgraph=True, dynamic=False)
+    return torch.compile(copy, fullgraph=True, dynamic=False, backend=backend)
 
 
 def run_compiled(update: Callable[..., None], *args: Any, **kwargs: Any) -> None:

@@ -11,6 +11,9 @@ from torch._dynamo.utils import counters
 import l2optim
 from l2optim import _fused
 
+# Inductor's kernels themselves, not only the traced steps (tests/conftest.py).
+pytestmark = pytest.mark.inductor
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 # Modes torch has no fused kernel for; ``fused=True`` compiles them.
