@@ -222,6 +222,10 @@ class Adam(WeightDecayMixin, torch.optim.Adam):
     _base_decay_is_coupled = True
     _base_has_fused_kernel = True
 
+    def _foreach_matches_loop(self, group):
+        # torch's foreach Adam refuses a tensor lr or betas unless capturable.
+        return not any(isinstance(x, Tensor) for x in (group["lr"], *group["betas"]))
+
     def __init__(
         self,
         params: Any,
@@ -370,6 +374,9 @@ class RMSprop(WeightDecayMixin, torch.optim.RMSprop):
     """
 
     _base_decay_is_coupled = True
+
+    def _foreach_matches_loop(self, group):
+        return True
 
     def __init__(
         self,

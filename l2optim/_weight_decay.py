@@ -189,26 +189,26 @@ class WeightDecayMixin:
     def _default_implementation(self, group: dict[str, Any]) -> dict[str, Any]:
         """What the base update runs when the user chose no implementation for the group.
 
-        torch's fused kernel where it is faster; else, where the base's foreach update is
-        the same arithmetic as its per-tensor loop, the foreach one (fewer Python calls);
-        else torch's own default.
+        torch's fused kernel where it is faster; else, for small CPU tensors, the
+        base's foreach update where it is the same arithmetic as its per-tensor loop
+        (fewer Python calls); else torch's own default (see :mod:`l2optim._implementation`).
         """
         if (
-            not self._base_has_fused_kernel
-            or group.get("foreach") is not None
+            group.get("foreach") is not None
             or group.get("fused") is not None
             or group.get("differentiable")
         ):
             return {}
-        if self._prefers_fused_kernel(group):
+        if self._base_has_fused_kernel and self._prefers_fused_kernel(group):
             return {"fused": True}
-        if self._foreach_matches_loop(group) and self._group_tensors(group).plain:
+        if self._foreach_matches_loop(group) and self._group_tensors(group).foreach_by_default:
             return {"foreach": True}
         return {}
 
     def _foreach_matches_loop(self, group: dict[str, Any]) -> bool:
         """Whether the base's foreach update does what its per-tensor loop does, operation
-        for operation and with the same side effects: a default may then use it."""
+        for operation and with the same side effects (in float32 and float64): a default
+        may then use it."""
         return False
 
     def _prefers_fused_kernel(self, group: dict[str, Any]) -> bool:

@@ -124,6 +124,60 @@ def test_default_is_torchs_default_on_small_cpu_tensors(mode: str, monkeypatch) 
         assert torch.equal(a, b)
 
 
+RMSPROP_MODULE = importlib.import_module("torch.optim.rmsprop")
+# The multi-tensor update of each base class, and torch's class for the same maths.
+MULTI_TENSOR = {
+    l2optim.SGD: (SGD_MODULE, "_multi_tensor_sgd", torch.optim.SGD, {"momentum": 0.9}),
+    l2optim.SGDW: (SGD_MODULE, "_multi_tensor_sgd", torch.optim.SGD, {"momentum": 0.0}),
+    l2optim.Adam: (ADAM_MODULE, "_multi_tensor_adam", torch.optim.Adam, {}),
+    l2optim.AdamW: (ADAM_MODULE, "_multi_tensor_adam", torch.optim.AdamW, {}),
+    l2optim.RMSprop: (RMSPROP_MODULE, "_multi_tensor_rmsprop", torch.optim.RMSprop, {}),
+}
+SMALL = _implementation.CPU_FOREACH_MAX_NUMEL
+
+
+@pytest.mark.parametrize(
+    ("sizes", "dtype", "foreach"),
+    [
+        ([SMALL, 7, 1], torch.float32, True),
+        ([3, 5], torch.float64, True),
+        ([SMALL + 1, 7, 1], torch.float32, False),  # one tensor past the crossover
+        ([3, 5], torch.bfloat16, False),  # foreach rounds otherwise in bfloat16
+    ],
+    ids=["small", "small-float64", "one-mid-size", "bfloat16"],
+)
+@pytest.mark.parametrize("cls", list(MULTI_TENSOR), ids=lambda c: c.__name__)
+def test_small_cpu_tensors_take_the_foreach_update_with_torchs_numbers(
+    cls, sizes, dtype, foreach, monkeypatch
+) -> None:
+    module, name, torch_cls, kwargs = MULTI_TENSOR[cls]
+    calls = _counting(monkeypatch, module, name)
+    ours = [nn.Parameter(p.detach().to(dtype)) for p in _params(sizes)]
+    theirs = [nn.Parameter(p.detach().to(dtype)) for p in _params(sizes)]
+    ours_opt = cls(ours, lr=0.01, weight_decay=0.1, **kwargs)
+    theirs_opt = torch_cls(theirs, lr=0.01, weight_decay=0.1, **kwargs)
+    for step in range(3):
+        generator = torch.Generator().manual_seed(100 + step)
+        for a, b in zip(ours, theirs, strict=True):
+            a.grad = torch.randn(a.shape, generator=generator).to(dtype)
+            b.grad = a.grad.clone()
+        ours_opt.step()
+        theirs_opt.step()  # torch's CPU default: the per-tensor loop
+    assert calls[0] == (3 if foreach else 0)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+    assert ours_opt.param_groups[0]["foreach"] is None
+
+
+def test_adam_with_a_tensor_lr_keeps_torchs_loop(monkeypatch) -> None:
+    """torch's foreach Adam refuses a tensor lr unless capturable: the default must not pick it."""
+    calls = _counting(monkeypatch, ADAM_MODULE, "_multi_tensor_adam")
+    params = _params([3, 5])
+    optimizer = l2optim.AdamW(params, lr=torch.tensor(0.01), weight_decay=0.1)
+    _steps(optimizer, params, 2)
+    assert calls[0] == 0
+
+
 GRADIENT_CASES = [
     (l2optim.SGD, {"momentum": 0.9, "nesterov": True}),
     (l2optim.SGDW, {"momentum": 0.9, "nesterov": True}),
