@@ -12,6 +12,7 @@ import sys as _sys
 import torch.optim as _torch_optim
 
 from l2optim import conversions, data
+from l2optim._fast import LambdaRace, select_lambda_fast
 from l2optim._groups import decay_groups
 from l2optim._kfold import KFoldObjective, kfold_objective, kfold_splits
 from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW, with_weight_decay
@@ -26,6 +27,7 @@ __all__ = [
     "SGDW",
     "Adam",
     "AdamW",
+    "LambdaRace",
     "LambdaSearch",
     "ObjectiveError",
     "FoldTrainer",
@@ -38,6 +40,7 @@ __all__ = [
     "decay_groups",
     "ridge_cv",
     "select_lambda",
+    "select_lambda_fast",
     "kfold_objective",
     "kfold_splits",
     "with_weight_decay",

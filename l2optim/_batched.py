@@ -41,7 +41,7 @@ from l2optim import _decay
 from l2optim._groups import decay_groups
 from l2optim._trainer import FoldTrainer
 
-__all__ = ["ModelStack", "UpdateRule", "update_rule"]
+__all__ = ["FoldStacks", "ModelStack", "UpdateRule", "update_rule"]
 
 #: Optimizer settings that change nothing but how the step is computed.
 _IMPLEMENTATION_SETTINGS = frozenset(
@@ -392,3 +392,62 @@ def _decayed_names(model: torch.nn.Module) -> frozenset[str]:
         for p in group["params"]
     }
     return frozenset(n for n, p in model.named_parameters() if id(p) in decayed)
+
+
+class FoldStacks:
+    """Runs of a set of λ on every fold of a split, trained in lockstep.
+
+    The contestants of a race: copy (fold j, λ i) for every pair, held in one
+    :class:`ModelStack` per training-set size (k-fold training sets differ by at most
+    one row, so at most two). :meth:`scores` returns an array (λ, folds), :meth:`keep`
+    drops λ on every fold at once.
+    """
+
+    def __init__(
+        self, trainer: FoldTrainer, splits: Sequence[tuple[Any, Any]], lambdas: Sequence[float]
+    ) -> None:
+        self.lambdas = np.asarray([float(v) for v in lambdas])
+        self.n_folds = len(splits)
+        by_size: dict[int, list[int]] = {}
+        for fold, (train, _) in enumerate(splits):
+            by_size.setdefault(len(train), []).append(fold)
+        self._groups = list(by_size.values())
+        m = len(self.lambdas)
+        self._stacks = [
+            ModelStack(
+                trainer,
+                splits,
+                [f for f in folds for _ in range(m)],
+                list(self.lambdas) * len(folds),
+            )
+            for folds in self._groups
+        ]
+
+    @property
+    def epochs(self) -> int:
+        return self._stacks[0].epochs
+
+    @property
+    def optimizer_steps(self) -> int:
+        return sum(stack.optimizer_steps for stack in self._stacks)
+
+    def train_to(self, epochs: int) -> None:
+        """Train every run on until it has trained ``epochs`` epochs."""
+        for stack in self._stacks:
+            stack.train(epochs - stack.epochs)
+
+    def scores(self) -> np.ndarray:
+        """Validation scores now, shape (λ, folds), folds in split order; inf if diverged."""
+        out = np.empty((len(self.lambdas), self.n_folds))
+        m = len(self.lambdas)
+        for folds, stack in zip(self._groups, self._stacks, strict=True):
+            out[:, folds] = stack.scores().reshape(len(folds), m).T
+        return out
+
+    def keep(self, index: Sequence[int]) -> None:
+        """Keep the λ at positions ``index`` (on every fold), dropping the others."""
+        index = [int(i) for i in index]
+        m = len(self.lambdas)
+        for folds, stack in zip(self._groups, self._stacks, strict=True):
+            stack.keep([g * m + i for g in range(len(folds)) for i in index])
+        self.lambdas = self.lambdas[index]

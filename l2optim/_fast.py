@@ -1,0 +1,271 @@
+"""``select_lambda_fast``: λ for a network at the cost of a few training runs.
+
+The entry point joins the race (:mod:`l2optim._race`) to stacked training
+(:class:`l2optim._batched.FoldStacks`) and counts what it costs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from l2optim._batched import FoldStacks
+from l2optim._kfold import KFoldObjective, kfold_splits
+from l2optim._race import Rung, plan_race, planned_cost, race
+from l2optim._search import Evaluation, check_bounds, one_standard_error_lambda, plot_cv_curve
+from l2optim._trainer import FoldTrainer
+
+__all__ = ["LambdaRace", "select_lambda_fast"]
+
+DEFAULT_BUDGET = 5.0
+
+
+@dataclass(frozen=True)
+class LambdaRace:
+    """What :func:`select_lambda_fast` found, and what it cost.
+
+    Attributes:
+        lambda_min: the chosen λ: the vertex of the parabola (in ln λ) through the best
+            λ of the last rung and its neighbours, or that best λ when they do not
+            bracket a minimum.
+        lambda_1se: the largest λ of the last rung whose mean is within one standard
+            error of the lowest (the one-standard-error rule), or None.
+        rungs: every rung of the race: after ``epochs`` epochs on every fold, the
+            per-fold scores of the λ still racing.
+        final: the last rung with the λ added by refinement, all trained as long.
+        evaluations: the last rung as :class:`~l2optim._search.Evaluation` records (λ,
+            per-fold scores, mean, standard error), the CV curve at the longest training
+            the race ran; ``seconds`` is NaN (the runs trained together).
+        stop: why refinement ended: ``"settled"`` (the bracket's means are within
+            ``tolerance`` standard errors of the best), ``"budget"``, ``"no bracket"``
+            (the best λ is at an end of the field) or ``"repeat"``.
+        bounds: the search interval.
+        optimizer_steps: optimizer steps taken, each run's steps counted (m runs
+            trained together for s steps count m·s).
+        steps_per_run: the steps of one training run on all the samples, the unit of
+            cost: ``epochs · ⌈n / batch_size⌉``.
+        seconds: wall-clock time of the search.
+    """
+
+    lambda_min: float
+    lambda_1se: float | None
+    rungs: tuple[Rung, ...]
+    final: Rung
+    evaluations: tuple[Evaluation, ...]
+    stop: str
+    bounds: tuple[float, float]
+    optimizer_steps: int
+    steps_per_run: int
+    seconds: float
+
+    @property
+    def run_equivalents(self) -> float:
+        """The cost in training runs: ``optimizer_steps / steps_per_run``."""
+        return self.optimizer_steps / self.steps_per_run
+
+    def plot(self, ax: Any = None) -> Any:
+        """Draw the race: each rung's mean score against λ, lighter for shorter training;
+        the last rung with its standard errors, λ_min and λ_1se marked.
+
+        Args:
+            ax: a matplotlib ``Axes``; a new figure when ``None``.
+
+        Returns:
+            The axes drawn on.
+        """
+        final = self.final
+        ax = plot_cv_curve(
+            ax, final.lambdas, final.means, final.standard_errors, self.lambda_min, self.lambda_1se
+        )
+        for position, rung in enumerate(self.rungs[:-1]):
+            shade = 0.35 + 0.45 * position / max(len(self.rungs) - 1, 1)
+            ax.plot(
+                rung.lambdas,
+                rung.means,
+                "o-",
+                ms=3,
+                color=str(1 - shade),
+                label=f"after {rung.epochs} epochs",
+            )
+        ax.set_title(f"race: {self.run_equivalents:.2f} training runs")
+        ax.legend()
+        return ax
+
+
+def _count(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _positive(value: Any, name: str, *, low: float = 0.0, inclusive: bool = False) -> float:
+    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
+    if ok:
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+    if not ok:
+        relation = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be a finite number {relation} {low:g}, got {value!r}")
+    return float(value)
+
+
+def _steps_per_epoch(rows: int, batch_size: int | None) -> int:
+    return 1 if batch_size is None else math.ceil(rows / batch_size)
+
+
+def select_lambda_fast(
+    trainer: FoldTrainer | KFoldObjective,
+    bounds: tuple[float, float] = (1e-6, 1.0),
+    *,
+    budget: float = DEFAULT_BUDGET,
+    folds: int = 5,
+    shuffle: bool = True,
+    random_state: int | None = 0,
+    per_decade: float = 2.0,
+    eta: float = 2.0,
+    survivors: int = 3,
+    first_fraction: float = 0.25,
+    lean: int = 1,
+    tolerance: float = 0.1,
+) -> LambdaRace:
+    r"""Choose λ for a model trained by a :class:`~l2optim.FoldTrainer`, within a budget.
+
+    :func:`l2optim.select_lambda` on a k-fold objective trains every fold to the end
+    for each λ it scores: about 16 λ × k folds. This function races the λ instead:
+
+    1. **The field.** λ on a log grid over ``bounds``, ``per_decade`` per decade (at
+       least ``survivors + 2``).
+    2. **Rungs.** Every λ trains on every fold for a few epochs and is scored; the field
+       shrinks by ``eta`` and the epochs grow by ``eta`` per rung, up to the last rung's
+       ``e_L``, the longest training the budget allows (at most the trainer's epochs).
+       Survivors continue their runs (nothing restarts), so a rung costs only its extra
+       epochs. A λ scored after ``e`` epochs has exactly the score
+       ``FoldTrainer(..., epochs=e)`` gives it.
+    3. **The window.** Weight decay acts late, so an early rung favours small λ. The
+       survivors are a contiguous window of the grid that starts ``lean`` steps below
+       the best λ and extends to larger ones, not the best by score.
+    4. **Refinement.** With budget left, the vertex of the parabola through the best λ
+       of the last rung and its neighbours (in ln λ) is trained to ``e_L`` too, and so
+       on, until the bracket's means all lie within ``tolerance`` standard errors of the
+       best: then no λ between them can be told apart by this cross-validation.
+    5. **The choice.** ``lambda_min`` is that parabola's vertex through the last rung's
+       bracket (or its best λ at an end of the grid).
+
+    All runs of a rung train together as one stacked model
+    (:class:`torch.func.vmap`), which shares the per-step overhead of small models; the
+    numbers are those of the trainer run one λ and fold at a time.
+
+    **Cost.** ``budget`` is in training runs: optimizer steps, every run's counted, over
+    the steps of one training of the final model on all the samples
+    (``trainer.epochs · ⌈n / batch_size⌉``). One λ on all k folds to the end costs
+    about k − 1 runs (each fold trains on (k−1)/k of the samples), so full k-fold CV
+    over 16 λ costs about 64 runs for k = 5. The result reports ``run_equivalents``,
+    ``optimizer_steps`` and the wall time.
+
+    **What it gives up.** The last rung may train for fewer epochs than the final
+    model; the window assumes the best λ of longer training is no smaller than that of
+    shorter training, less ``lean`` grid steps. ``benchmarks/lambda_cost.py`` measures
+    the test loss this costs against full k-fold CV.
+
+    Args:
+        trainer: the :class:`~l2optim.FoldTrainer` (model factory, data, loss, score,
+            optimizer and its arguments, decoupled flag, epochs, batch size, seed), or a
+            :class:`~l2optim.KFoldObjective` over one, whose folds are then used.
+        bounds: ``(lo, hi)`` with :math:`0 < lo < hi < \infty`.
+        budget: the most training-run equivalents to spend, > 0.
+        folds, shuffle, random_state: the k-fold split when ``trainer`` is a
+            FoldTrainer, as :func:`l2optim.kfold_splits` makes it.
+        per_decade: grid points per decade of ``bounds``.
+        eta: the factor by which the field shrinks and the epochs grow per rung, > 1.
+        survivors: λ in the last rung, ≥ 3 (a bracket).
+        lean: grid steps below the best λ that the window keeps, ≥ 0.
+        tolerance: refinement stops when the bracket is within this many standard
+            errors, ≥ 0.
+
+    Returns:
+        A :class:`LambdaRace` with ``lambda_min``, ``lambda_1se``, the rungs, the cost
+        and ``plot()``.
+
+    Raises:
+        TypeError: ``trainer`` is not a FoldTrainer or a KFoldObjective over one, or its
+            optimizer is not an SGD, Adam or RMSprop.
+        ValueError: a bad argument (named), a budget too small for one epoch per rung,
+            or every λ diverged.
+
+    Example:
+        >>> trainer = l2optim.FoldTrainer(make_model, X, y, optimizer=l2optim.AdamW,
+        ...                               optimizer_kwargs={"lr": 1e-2}, epochs=50)
+        >>> race = l2optim.select_lambda_fast(trainer, bounds=(1e-4, 10.0), budget=5)
+        >>> race.lambda_min, race.run_equivalents
+    """
+    if isinstance(trainer, KFoldObjective):
+        splits = trainer.splits
+        trainer = trainer.fit_score
+    else:
+        splits = None
+    if not isinstance(trainer, FoldTrainer):
+        raise TypeError(
+            "trainer must be a FoldTrainer or a KFoldObjective over one, got "
+            f"{type(trainer).__name__}"
+        )
+    lo, hi = check_bounds(bounds)
+    budget = _positive(budget, "budget")
+    per_decade = _positive(per_decade, "per_decade")
+    first_fraction = _positive(first_fraction, "first_fraction")
+    if first_fraction > 1:
+        raise ValueError(f"first_fraction must be in (0, 1], got {first_fraction!r}")
+    eta = _positive(eta, "eta", low=1.0)
+    survivors = _count(survivors, "survivors", 3)
+    lean = _count(lean, "lean", 0)
+    tolerance = _positive(tolerance, "tolerance", inclusive=True)
+    n = len(trainer.X)
+    if splits is None:
+        splits = kfold_splits(n, folds, shuffle=shuffle, random_state=random_state)
+
+    start_time = time.perf_counter()
+    steps_per_run = trainer.epochs * _steps_per_epoch(n, trainer.batch_size)
+    fold_steps = sum(_steps_per_epoch(len(train), trainer.batch_size) for train, _ in splits)
+    cost_per_lambda_epoch = fold_steps / steps_per_run
+    decades = math.log10(hi / lo)
+    max_candidates = max(survivors, math.ceil(per_decade * decades) + 1)
+    plan = plan_race(
+        max_candidates,
+        eta=eta,
+        survivors=survivors,
+        epochs=trainer.epochs,
+        cost_per_lambda_epoch=cost_per_lambda_epoch,
+        budget=budget,
+        first_epochs=max(1, math.ceil(first_fraction * trainer.epochs)),
+    )
+    grid = np.geomspace(lo, hi, plan[0][1])
+    left = budget - planned_cost(plan, cost_per_lambda_epoch)
+    refinements = int(left // (plan[-1][0] * cost_per_lambda_epoch) + 1e-9)
+    record = race(
+        lambda lambdas: FoldStacks(trainer, splits, lambdas),
+        grid,
+        plan,
+        lean=lean,
+        tolerance=tolerance,
+        refinements=refinements,
+    )
+    final = record.final
+    evaluations = tuple(
+        Evaluation.from_scores(lam, scores, math.nan)
+        for lam, scores in zip(final.lambdas, final.scores, strict=True)
+    )
+    lambda_1se = one_standard_error_lambda(final.lambdas, final.means, final.standard_errors)
+    return LambdaRace(
+        lambda_min=record.lambda_min,
+        lambda_1se=lambda_1se,
+        rungs=record.rungs,
+        final=final,
+        evaluations=evaluations,
+        stop=record.stop,
+        bounds=(lo, hi),
+        optimizer_steps=record.optimizer_steps,
+        steps_per_run=steps_per_run,
+        seconds=time.perf_counter() - start_time,
+    )
