@@ -21,7 +21,7 @@ from l2optim._trainer import FoldTrainer
 
 __all__ = ["LambdaRace", "select_lambda_fast"]
 
-DEFAULT_BUDGET = 5.0
+DEFAULT_BUDGET = 12.0
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,8 @@ class LambdaRace:
     """What :func:`select_lambda_fast` found, and what it cost.
 
     Attributes:
-        lambda_min: the chosen λ: the vertex of the parabola (in ln λ) through the best
-            λ of the last rung and its neighbours, or that best λ when they do not
-            bracket a minimum.
+        lambda_min: the chosen λ: the lowest mean score of the last rung, refinements
+            included.
         lambda_1se: the largest λ of the last rung whose mean is within one standard
             error of the lowest (the one-standard-error rule), or None.
         rungs: every rung of the race: after ``epochs`` epochs on every fold, the
@@ -126,7 +125,7 @@ def select_lambda_fast(
     random_state: int | None = 0,
     per_decade: float = 2.0,
     eta: float = 2.0,
-    survivors: int = 3,
+    survivors: int = 4,
     first_fraction: float = 0.25,
     lean: int = 1,
     tolerance: float = 0.1,
@@ -151,8 +150,8 @@ def select_lambda_fast(
        of the last rung and its neighbours (in ln λ) is trained to ``e_L`` too, and so
        on, until the bracket's means all lie within ``tolerance`` standard errors of the
        best: then no λ between them can be told apart by this cross-validation.
-    5. **The choice.** ``lambda_min`` is that parabola's vertex through the last rung's
-       bracket (or its best λ at an end of the grid).
+    5. **The choice.** ``lambda_min`` is the λ of the lowest mean score among those
+       trained to ``e_L`` (the last rung and its refinements).
 
     All runs of a rung train together as one stacked model
     (:class:`torch.func.vmap`), which shares the per-step overhead of small models; the
