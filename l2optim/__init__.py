@@ -18,6 +18,7 @@ from l2optim._kfold import KFoldObjective, kfold_objective, kfold_splits
 from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW, with_weight_decay
 from l2optim._ridge import RidgeCVResult, ridge_cv
 from l2optim._search import LambdaSearch, ObjectiveError, select_lambda
+from l2optim._torch_state import to_torch_state_dict
 from l2optim._trainer import FoldTrainer
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ __all__ = [
     "ridge_cv",
     "select_lambda",
     "select_lambda_fast",
+    "to_torch_state_dict",
     "kfold_objective",
     "kfold_splits",
     "with_weight_decay",

@@ -7,8 +7,10 @@ For a parameter p with gradient g, learning rate lr_t and strength λ:
 
 * coupled L2:  g ← g + λ·p, then the base update;
 * decoupled:   p ← p·(1 − s_t·λ), then the base update with g unchanged, where
-  s_t is ``lr_t`` (scaling ``"lr"``), ``lr_t / initial_lr`` (``"schedule"``) or
-  1 (``"none"``).
+  s_t is ``lr_t`` (scaling ``"lr"``), ``lr_t / lr_ref`` (``"schedule"``) or
+  1 (``"none"``). ``lr_ref`` is the group's reference learning rate: the lr it was
+  created with, or what the user set (never torch's ``initial_lr``, which schedulers
+  and frameworks write with meanings of their own).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from l2optim import _compat
+
 __all__ = [
     "WEIGHT_DECAY_SCALINGS",
     "add_coupled_decay",
+    "check_lr_ref",
     "check_weight_decay",
     "check_weight_decay_scaling",
     "decay_scale",
@@ -60,20 +65,31 @@ def check_weight_decay_scaling(scaling: str, decoupled: bool) -> None:
         )
 
 
-def decay_scale(scaling: str, lr: Scalar, initial_lr: Scalar | None) -> Scalar:
+def decay_scale(scaling: str, lr: Scalar, lr_ref: Scalar | None) -> Scalar:
     """s_t, the multiplier of λ in the decoupled rule p ← p·(1 − s_t·λ)."""
     if scaling == "lr":
         return lr
     if scaling == "schedule":
-        if initial_lr is None or initial_lr == 0:
-            raise ValueError(
-                "weight_decay_scaling='schedule' needs a non-zero initial learning rate"
-            )
-        return lr / initial_lr
+        check_lr_ref(lr_ref)
+        return lr / lr_ref
     if scaling == "none":
         return 1.0
     check_weight_decay_scaling(scaling, decoupled=True)
     raise AssertionError("unreachable")
+
+
+def check_lr_ref(lr_ref: Scalar | None, where: str = "lr_ref") -> None:
+    """Raise ``ValueError`` unless the reference lr of ``"schedule"`` is a finite number > 0."""
+    value = float(lr_ref) if isinstance(lr_ref, Tensor) and lr_ref.device.type == "cpu" else lr_ref
+    if isinstance(value, Tensor):
+        return  # on an accelerator: checking would cost a synchronisation
+    if value is None or not isinstance(value, int | float) or not (0 < value < math.inf):
+        raise ValueError(
+            f"Invalid {where} value: {lr_ref!r} (must be a finite number > 0). "
+            "weight_decay_scaling='schedule' decays by s = lr / lr_ref, lr_ref being the lr "
+            "the param group was created with; set param_group['lr_ref'] to the learning "
+            "rate at which the decay should be weight_decay per unit of lr"
+        )
 
 
 def with_grad(params: Sequence[Tensor]) -> list[Tensor]:
@@ -88,6 +104,12 @@ def decoupled_factor(scale: Scalar, weight_decay: Scalar) -> Scalar:
 
 def _by_device(tensors: Sequence[Tensor], *others: Sequence[Tensor]):
     """Group positions by (device, dtype), as multi-tensor kernels need."""
+    if not tensors:
+        return
+    first = tensors[0]
+    if all(t.device == first.device and t.dtype == first.dtype for t in tensors):
+        yield list(tensors), *[list(o) for o in others]  # the common case, without sorting
+        return
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
     for i, t in enumerate(tensors):
         groups[(t.device, t.dtype)].append(i)
@@ -118,7 +140,7 @@ def shrink(
         device = device_params[0].device
         device_factor = factor.to(device) if isinstance(factor, Tensor) else factor
         if foreach:
-            torch._foreach_mul_(device_params, device_factor)
+            _compat.foreach_mul_(device_params, device_factor)
         else:
             for p in device_params:
                 p.mul_(device_factor)
@@ -147,9 +169,10 @@ def add_coupled_decay(
     for device_grads, device_params, device_pos in _by_device(grads, params, positions):
         device_alpha = alpha.to(device_grads[0].device) if isinstance(alpha, Tensor) else alpha
         if foreach and not isinstance(device_alpha, Tensor):
-            new = torch._foreach_add(device_grads, device_params, alpha=device_alpha)
+            new = _compat.foreach_add(device_grads, device_params, alpha=device_alpha)
         elif foreach:
-            new = torch._foreach_add(device_grads, torch._foreach_mul(device_params, device_alpha))
+            scaled = _compat.foreach_mul(device_params, device_alpha)
+            new = _compat.foreach_add(device_grads, scaled)
         else:
             new = [g + device_alpha * p for g, p in zip(device_grads, device_params, strict=True)]
         for i, g in zip(device_pos, new, strict=True):

@@ -16,19 +16,18 @@ sits in a step:
 
 from __future__ import annotations
 
+import copyreg
 import inspect
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import _default_to_fused_or_foreach
 
-from l2optim import _decay
-from l2optim._fused import FusedStepMixin
+from l2optim import _compat, _decay, _fused, _triton
+from l2optim._implementation import GroupTensors, fused_kernel_supports, triton_kernel_runs
 
 __all__ = [
     "SGD",
@@ -51,8 +50,8 @@ def _as_float(x: Any) -> float | None:
 
 
 @dataclass
-class _GroupDecay:
-    """What one step does about decay in one param group."""
+class _GroupStep:
+    """What one step does in one param group."""
 
     # Group entries the base update sees in place of the stored ones, this step only.
     base_view: dict[str, Any] = field(default_factory=dict)
@@ -60,8 +59,8 @@ class _GroupDecay:
     coupled: float | Tensor | None = None
     # 1 − s_t·λ for decoupled decay applied here (the base cannot), else None.
     factor: float | Tensor | None = None
-    # The whole update runs as one compiled step instead of the base's.
-    compiled: bool = False
+    # The whole update runs here, in one pass (compiled, or a kernel), not in the base.
+    own_update: bool = False
 
 
 class _WeightDecayMixin:
@@ -72,10 +71,23 @@ class _WeightDecayMixin:
 
     #: True when the base class's ``weight_decay`` is coupled L2 (all of torch.optim's are).
     _base_decay_is_coupled = False
+    #: True when torch has a fused kernel for the base (SGD, Adam): a default may use it.
+    _base_has_fused_kernel = False
+    #: True when the base's foreach update computes what its per-tensor loop computes,
+    #: operation for operation (SGD): a default may use it at no cost in numbers.
+    _foreach_is_the_loops_arithmetic = False
+    #: The base class's update, without the wrappers of torch's steps (set per subclass).
+    _base_update: Callable[..., Any]
 
     param_groups: list[dict[str, Any]]
     defaults: dict[str, Any]
     state: dict[Tensor, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        mro = cls.__mro__
+        base = mro[mro.index(_WeightDecayMixin) + 1]
+        cls._base_update = _compat.step_body(base)
 
     # -- construction -------------------------------------------------------------
 
@@ -108,15 +120,25 @@ class _WeightDecayMixin:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)  # type: ignore[misc]
-        # A checkpoint from the torch.optim class has no entries of ours.
+        # A checkpoint from the torch.optim class (or an older l2optim) lacks our entries.
         self.defaults.setdefault("decoupled_weight_decay", False)
         self.defaults.setdefault("weight_decay_scaling", "lr")
         for group in self.param_groups:
             group.setdefault("decoupled_weight_decay", self.defaults["decoupled_weight_decay"])
             group.setdefault("weight_decay_scaling", self.defaults["weight_decay_scaling"])
+            if "lr_ref" not in group:
+                # An older l2optim kept its reference in initial_lr; a scheduler writes
+                # the lr it started from there. Either is a better guess than today's lr.
+                group["lr_ref"] = _copy_lr(group.get("initial_lr", group["lr"]))
+        # GradScaler may hand over scaled gradients only when every group unscales them
+        # itself; torch's own classes forget this on unpickling and fall back to unscaling.
+        _compat.set_step_unscales(
+            self, bool(self.param_groups) and all(g.get("fused") for g in self.param_groups)
+        )
 
     # -- the step -----------------------------------------------------------------
 
+    @_compat.grad_mode_step
     def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
         """Perform a single optimization step.
 
@@ -129,54 +151,171 @@ class _WeightDecayMixin:
             with torch.enable_grad():
                 loss = closure()
         # Every group is checked before any parameter changes.
-        plans = [self._plan_decay(i, group) for i, group in enumerate(self.param_groups)]
-        with self._grads_with_coupled_decay(plans), _base_view(self.param_groups, plans):
+        plans = [self._plan_group(i, group) for i, group in enumerate(self.param_groups)]
+        if self._skips_for_overflow(plans):
+            return loss
+        swapped = self._show_coupled_decay(plans)
+        saved = _show_base_view(self.param_groups, plans)
+        try:
             self._apply_decoupled_decay(plans)
-            self._base_step()
-        with torch.no_grad():
-            for group, plan in zip(self.param_groups, plans, strict=True):
-                if plan.compiled:
-                    self._compiled_step(group, plan.factor)
+            self._base_update()
+        finally:
+            for group, original in zip(self.param_groups, saved, strict=True):
+                group.update(original)
+            for p, grad in swapped:
+                p.grad = grad
+        for group, plan in zip(self.param_groups, plans, strict=True):
+            if plan.own_update:
+                self._own_update(group, plan.factor)
         return loss
 
-    def _base_step(self) -> None:
-        base_step = super().step.__func__  # type: ignore[misc]
-        # torch wraps each class's ``step`` once to run the step hooks; ours already
-        # ran them, so call the base update without its wrapper.
-        if getattr(base_step, "hooked", False):
-            base_step = base_step.__wrapped__
-        base_step(self)
-
-    def _plan_decay(self, index: int, group: dict[str, Any]) -> _GroupDecay:
+    def _plan_group(self, index: int, group: dict[str, Any]) -> _GroupStep:
         weight_decay = group["weight_decay"]
         decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
         decoupled = group["decoupled_weight_decay"] and decays
         factor = scale = None
         if decoupled:
-            scale = _decay.decay_scale(
-                group["weight_decay_scaling"], group["lr"], group.get("initial_lr")
-            )
+            scale = _decay_scale(index, group)
             factor = _decay.decoupled_factor(scale, weight_decay)
-            _check_factor(index, group, factor)
-        if self._needs_compiled_step(group, decoupled):
-            return _GroupDecay(base_view={"params": []}, factor=factor, compiled=True)
+            _check_factor(index, group, factor, scale)
+        if self._needs_own_update(group, decoupled):
+            return _GroupStep(base_view={"params": []}, factor=factor, own_update=True)
+        implementation = self._default_implementation(group)
         if not decays:
-            return _GroupDecay()
+            return _GroupStep(base_view=implementation)
         if not decoupled:
             if self._base_decay_is_coupled:
-                return _GroupDecay()
-            return _GroupDecay(base_view=self._without_base_decay(group), coupled=weight_decay)
-        base_view = self._decoupled_in_base(group, weight_decay, scale)
-        if base_view is not None:
-            return _GroupDecay(base_view=base_view)
-        return _GroupDecay(base_view=self._without_base_decay(group), factor=factor)
+                return _GroupStep(base_view=implementation)
+            return _GroupStep(
+                base_view={**implementation, **self._without_base_decay(group)},
+                coupled=weight_decay,
+            )
+        in_base = self._decoupled_in_base(group, weight_decay, scale)
+        if in_base is not None:
+            return _GroupStep(base_view={**implementation, **in_base})
+        return _GroupStep(
+            base_view={**implementation, **self._without_base_decay(group)}, factor=factor
+        )
 
-    def _needs_compiled_step(self, group: dict[str, Any], decoupled: bool) -> bool:
-        """Whether this group's update runs as one compiled step (see ``_fused``)."""
+    def _default_implementation(self, group: dict[str, Any]) -> dict[str, Any]:
+        """What the base update runs when the user chose no implementation for the group.
+
+        torch's fused kernel where it is faster; else, where the base's foreach update is
+        the same arithmetic as its per-tensor loop, the foreach one (fewer Python calls);
+        else torch's own default.
+        """
+        if (
+            not self._base_has_fused_kernel
+            or group.get("foreach") is not None
+            or group.get("fused") is not None
+            or group.get("differentiable")
+        ):
+            return {}
+        if self._prefers_fused_kernel(group):
+            return {"fused": True}
+        if self._foreach_is_the_loops_arithmetic and self._group_tensors(group).plain:
+            return {"foreach": True}
+        return {}
+
+    def _prefers_fused_kernel(self, group: dict[str, Any]) -> bool:
+        return self._group_tensors(group).fused_by_default
+
+    def _group_tensors(self, group: dict[str, Any]) -> GroupTensors:
+        """What the group's tensors allow, cached while its list of parameters is the same.
+
+        The cache is not part of the optimizer's state: a copy works it out again, and
+        gets the same answer from the same parameters.
+        """
+        params = group["params"]
+        if torch.compiler.is_compiling():
+            return GroupTensors.of(params)  # traced once; a cache would only add guards
+        cache = self.__dict__.setdefault("_group_tensors_cache", {})
+        hit = cache.get(id(params))
+        if hit is None or hit[0] is not params or hit[1] != len(params):
+            hit = cache[id(params)] = (params, len(params), GroupTensors.of(params))
+        return hit[2]
+
+    def _skips_for_overflow(self, plans: list[_GroupStep]) -> bool:
+        """Whether the whole step is skipped here for GradScaler's overflow flag."""
         return False
 
-    def _compiled_step(self, group: dict[str, Any], factor: Any) -> None:
+    def _needs_own_update(self, group: dict[str, Any], decoupled: bool) -> bool:
+        """Whether the group's whole update runs here rather than in the base.
+
+        ``fused=True`` asks for one pass: l2optim's Triton kernel where it is switched on,
+        or, in modes torch has no fused kernel for, a compiled update (subclasses say).
+        """
+        return self._runs_triton_kernel(group)
+
+    def _runs_triton_kernel(self, group: dict[str, Any]) -> bool:
+        return (
+            bool(group.get("fused"))
+            and type(self)._kernel_update is not _WeightDecayMixin._kernel_update
+            and triton_kernel_runs(group["params"])
+        )
+
+    def _own_update(self, group: dict[str, Any], factor: Any) -> None:
+        if self._runs_triton_kernel(group):
+            params = _decay.with_grad(group["params"])
+            if params:
+                grad_scale, found_inf = _compat.gradscaler_handoff(self)
+                self._kernel_update(group, params, factor, grad_scale, found_inf)
+        else:
+            self._compiled_update(group, factor)
+
+    def _kernel_update(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        factor: Any,
+        grad_scale: Tensor | None,
+        found_inf: Tensor | None,
+    ) -> None:
+        """The group's update by l2optim's Triton kernel (GradScaler's flag on the device)."""
         raise NotImplementedError
+
+    def _compiled_update(self, group: dict[str, Any], factor: Any) -> None:
+        raise NotImplementedError
+
+    def _coupled_weight_decay(self, group: dict[str, Any]) -> Any:
+        """λ for a kernel's coupled term: the group's, or 0 when its decay is decoupled."""
+        return 0.0 if group["decoupled_weight_decay"] else group["weight_decay"]
+
+    def _own_update_scalars(
+        self, group: dict[str, Any], factor: Any
+    ) -> tuple[list[Tensor], Tensor, Tensor | None, Tensor | None] | None:
+        """What a compiled update of ``group`` needs, or None when it has nothing to do.
+
+        ``(params with a gradient, lr, factor, grad_scale)``, the numbers as tensors on
+        the parameters' device so that a schedule does not recompile.
+        """
+        grad_scale, found_inf = _compat.gradscaler_handoff(self)
+        # GradScaler's overflow flag decides on the host: one synchronisation per step,
+        # as GradScaler itself makes for every unfused optimizer.
+        if found_inf is not None and bool(found_inf.item()):
+            return None
+        params = _decay.with_grad(group["params"])
+        if not params:
+            return None
+        if not fused_kernel_supports(params):
+            raise RuntimeError(
+                "`fused=True` requires all the params to be dense floating point Tensors of "
+                f"supported devices: {_compat.fused_kernel_devices()}"
+            )
+        lr = _fused.scalar_tensor(group["lr"], params)
+        factor = None if factor is None else _fused.scalar_tensor(factor, params)
+        return params, lr, factor, grad_scale
+
+    def _use_foreach(self, group: dict[str, Any]) -> bool:
+        """Whether the decay itself runs on multi-tensor kernels.
+
+        The decay is one multiply or one add per tensor, the same arithmetic either way,
+        so it runs on foreach kernels wherever they apply (torch's CPU default would loop
+        in Python), unless the user chose for the group.
+        """
+        if group.get("foreach") is not None:
+            return bool(group["foreach"])
+        return not group.get("differentiable", False) and self._group_tensors(group).plain
 
     def _decoupled_in_base(
         self, group: dict[str, Any], weight_decay: Any, scale: Any
@@ -187,44 +326,54 @@ class _WeightDecayMixin:
     def _without_base_decay(self, group: dict[str, Any]) -> dict[str, Any]:
         return {"weight_decay": 0.0} if "weight_decay" in group else {}
 
-    def _apply_decoupled_decay(self, plans: list[_GroupDecay]) -> None:
-        found_inf = getattr(self, "found_inf", None)
+    def _apply_decoupled_decay(self, plans: list[_GroupStep]) -> None:
+        _, found_inf = _compat.gradscaler_handoff(self)
         for group, plan in zip(self.param_groups, plans, strict=True):
-            if plan.factor is None or plan.compiled:
+            if plan.factor is None or plan.own_update:
                 continue
             params = _decay.with_grad(group["params"])
-            with torch.set_grad_enabled(group.get("differentiable", False)):
-                _decay.shrink(
-                    params, plan.factor, found_inf=found_inf, foreach=_use_foreach(group, params)
-                )
+            _decay.shrink(
+                params, plan.factor, found_inf=found_inf, foreach=self._use_foreach(group)
+            )
 
-    @contextmanager
-    def _grads_with_coupled_decay(self, plans: list[_GroupDecay]) -> Iterator[None]:
-        """Show the base update g + λ·p in place of g; the user's gradients stay as they were."""
-        grad_scale = getattr(self, "grad_scale", None)
+    def _show_coupled_decay(self, plans: list[_GroupStep]) -> list[tuple[Tensor, Tensor]]:
+        """Show the base update g + λ·p in place of g; returns what to put back after."""
+        grad_scale, _ = _compat.gradscaler_handoff(self)
         swapped: list[tuple[Tensor, Tensor]] = []
-        try:
-            for group, plan in zip(self.param_groups, plans, strict=True):
-                if plan.coupled is None:
-                    continue
-                params = _decay.with_grad(group["params"])
-                grads = [p.grad for p in params]
-                with torch.no_grad():
-                    decayed = _decay.add_coupled_decay(
-                        grads,
-                        params,
-                        plan.coupled,
-                        maximize=group.get("maximize", False),
-                        grad_scale=grad_scale,
-                        foreach=_use_foreach(group, params),
-                    )
-                for p, g, new in zip(params, grads, decayed, strict=True):
-                    swapped.append((p, g))
-                    p.grad = new
-            yield
-        finally:
-            for p, g in swapped:
-                p.grad = g
+        for group, plan in zip(self.param_groups, plans, strict=True):
+            if plan.coupled is None:
+                continue
+            params = _decay.with_grad(group["params"])
+            grads = [p.grad for p in params]
+            with torch.no_grad():
+                decayed = _decay.add_coupled_decay(
+                    grads,
+                    params,
+                    plan.coupled,
+                    maximize=group.get("maximize", False),
+                    grad_scale=grad_scale,
+                    foreach=self._use_foreach(group),
+                )
+            for p, g, new in zip(params, grads, decayed, strict=True):
+                swapped.append((p, g))
+                p.grad = new
+        return swapped
+
+
+def _show_base_view(
+    groups: list[dict[str, Any]], plans: list[_GroupStep]
+) -> list[dict[str, Any]]:
+    """Put each plan's entries in its group; returns the stored entries to restore."""
+    saved = []
+    for group, plan in zip(groups, plans, strict=True):
+        saved.append({key: group[key] for key in plan.base_view})
+        group.update(plan.base_view)
+    return saved
+
+
+def _copy_lr(lr: Any) -> Any:
+    # Schedulers write a tensor lr in place: a reference must not follow it.
+    return lr.clone() if isinstance(lr, Tensor) else lr
 
 
 def _lr_scaled(group: dict[str, Any], weight_decay: Any, scale: Any) -> float | None:
@@ -246,51 +395,42 @@ def _check_group(index: int, group: dict[str, Any]) -> None:
     _decay.check_weight_decay_scaling(
         group["weight_decay_scaling"], group["decoupled_weight_decay"]
     )
+    group.setdefault("lr_ref", _copy_lr(group["lr"]))
     if group["decoupled_weight_decay"] and group["weight_decay_scaling"] == "schedule":
-        lr = group["lr"]
-        # As an lr scheduler records it; kept if a scheduler got there first.
-        group.setdefault("initial_lr", lr.clone() if isinstance(lr, Tensor) else lr)
+        _decay.check_lr_ref(group["lr_ref"], f"lr_ref in param group {index}")
 
 
-def _check_factor(index: int, group: dict[str, Any], factor: Any) -> None:
+def _decay_scale(index: int, group: dict[str, Any]) -> Any:
+    scaling = group["weight_decay_scaling"]
+    if scaling == "schedule":
+        _decay.check_lr_ref(group.get("lr_ref"), f"lr_ref in param group {index}")
+    return _decay.decay_scale(scaling, group["lr"], group.get("lr_ref"))
+
+
+def _check_factor(index: int, group: dict[str, Any], factor: Any, scale: Any) -> None:
     value = _as_float(factor)
     if value is not None and not value > 0:
+        scaling = group["weight_decay_scaling"]
+        s = {
+            "lr": f"s = lr = {_show(group['lr'])}",
+            "schedule": f"s = lr / lr_ref = {_show(group['lr'])} / {_show(group['lr_ref'])}"
+            f" = {_show(scale)}",
+            "none": "s = 1",
+        }[scaling]
         raise ValueError(
             f"decoupled weight decay in param group {index} would flip the sign of every "
-            f"weight: 1 - s*weight_decay = {value:.6g} <= 0 with lr={_show(group['lr'])}, "
+            f"weight: 1 - s*weight_decay = {value:.6g} <= 0 with {s}, "
             f"weight_decay={_show(group['weight_decay'])}, "
-            f"weight_decay_scaling={group['weight_decay_scaling']!r}; "
-            "s*weight_decay must be < 1 (lower lr or weight_decay). No parameter was changed."
+            f"weight_decay_scaling={scaling!r}; s*weight_decay must be < 1 (lower "
+            f"{'lr or ' if scaling != 'none' else ''}weight_decay"
+            f"{' or raise lr_ref' if scaling == 'schedule' else ''}). "
+            "No parameter was changed."
         )
 
 
 def _show(x: Any) -> str:
     value = _as_float(x)
     return repr(x) if value is None else f"{value:.6g}"
-
-
-def _use_foreach(group: dict[str, Any], params: list[Tensor]) -> bool:
-    """Whether to use multi-tensor kernels, as torch decides for the base update."""
-    if group.get("foreach") is not None:
-        return bool(group["foreach"])
-    if group.get("fused"):
-        return True
-    _, foreach = _default_to_fused_or_foreach(params, group.get("differentiable", False))
-    return foreach
-
-
-@contextmanager
-def _base_view(groups: list[dict[str, Any]], plans: list[_GroupDecay]) -> Iterator[None]:
-    """Temporarily replace group entries with what the base update should see."""
-    saved = []
-    for group, plan in zip(groups, plans, strict=True):
-        saved.append({key: group[key] for key in plan.base_view})
-        group.update(plan.base_view)
-    try:
-        yield
-    finally:
-        for group, original in zip(groups, saved, strict=True):
-            group.update(original)
 
 
 _WEIGHT_DECAY_ARGS = """
@@ -301,8 +441,10 @@ _WEIGHT_DECAY_ARGS = """
         decoupled_weight_decay (bool, keyword-only): decay the weights directly,
             p ← p·(1 − s_t·λ), instead of adding λ·p to the gradient (default: {default}).
         weight_decay_scaling (str, keyword-only): s_t for decoupled decay: ``"lr"``
-            (s_t = lr_t, torch's AdamW convention), ``"schedule"`` (s_t = lr_t / initial_lr,
-            Loshchilov & Hutter's η_t) or ``"none"`` (s_t = 1) (default: ``"lr"``).
+            (s_t = lr_t, torch's AdamW convention), ``"schedule"`` (s_t = lr_t / lr_ref,
+            Loshchilov & Hutter's η_t; ``lr_ref`` is the lr each param group was created
+            with, kept in the group and its ``state_dict``; set it in a group to choose
+            another) or ``"none"`` (s_t = 1) (default: ``"lr"``).
 """
 
 
@@ -314,7 +456,7 @@ def _document_weight_decay(cls: type[_Optimizer]) -> type[_Optimizer]:
 
 
 @_document_weight_decay
-class SGD(FusedStepMixin, _WeightDecayMixin, torch.optim.SGD):
+class SGD(_WeightDecayMixin, torch.optim.SGD):
     r"""Stochastic gradient descent with coupled L2 or decoupled weight decay.
 
     A drop-in :class:`torch.optim.SGD` (same arguments, defaults and errors) with:
@@ -336,6 +478,8 @@ class SGD(FusedStepMixin, _WeightDecayMixin, torch.optim.SGD):
     """
 
     _base_decay_is_coupled = True
+    _base_has_fused_kernel = True
+    _foreach_is_the_loops_arithmetic = True
 
     def __init__(
         self,
@@ -366,7 +510,6 @@ class SGD(FusedStepMixin, _WeightDecayMixin, torch.optim.SGD):
             differentiable=differentiable,
             fused=fused,
         )
-        self._choose_implementation(foreach, fused)
 
     def _decoupled_in_base(self, group, weight_decay, scale):
         # p·(1 − s·λ) − lr·g = p − lr·(g + (s·λ/lr)·p): without momentum the two forms
@@ -375,6 +518,78 @@ class SGD(FusedStepMixin, _WeightDecayMixin, torch.optim.SGD):
             return None
         coupled = _lr_scaled(group, weight_decay, scale)
         return None if coupled is None else {"weight_decay": coupled}
+
+    def _skips_for_overflow(self, plans):
+        # torch's fused SGD kernel creates the momentum buffers (uninitialised) before it
+        # looks at found_inf: a first step that GradScaler marks as overflowed would leave
+        # garbage buffers that the next step takes for real ones. So, only on a step that
+        # creates buffers, the flag is read on the host and the step skipped here. (Our
+        # own updates read the flag themselves.)
+        _, found_inf = _compat.gradscaler_handoff(self)
+        if found_inf is None or not any(
+            not plan.own_update
+            and {**group, **plan.base_view}.get("fused")
+            and group["momentum"] != 0
+            and any(
+                p.grad is not None and self.state.get(p, {}).get("momentum_buffer") is None
+                for p in group["params"]
+            )
+            for group, plan in zip(self.param_groups, plans, strict=True)
+        ):
+            return False
+        return bool(found_inf.item())
+
+    def _needs_own_update(self, group, decoupled):
+        # torch has no fused kernel for decoupled decay with momentum.
+        compiled = bool(group["fused"]) and decoupled and group["momentum"] != 0
+        return compiled or super()._needs_own_update(group, decoupled)
+
+    def _kernel_update(self, group, params, factor, grad_scale, found_inf):
+        with_momentum = group["momentum"] != 0
+        buffers = [self.state[p].get("momentum_buffer") for p in params] if with_momentum else []
+        _triton.sgd_step(
+            params,
+            [p.grad for p in params],
+            buffers,
+            lr=group["lr"],
+            weight_decay=self._coupled_weight_decay(group),
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            decay_factor=factor,
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+        )
+        for p, buffer in zip(params, buffers, strict=True):
+            self.state[p]["momentum_buffer"] = buffer
+
+    def _compiled_update(self, group, factor):
+        scalars = self._own_update_scalars(group, factor)
+        if scalars is None:
+            return
+        _, lr, factor, grad_scale = scalars
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        buffers: list[Tensor | None] = []
+        self._init_group(group, params, grads, buffers)
+        kwargs = {
+            "lr": lr,
+            "factor": factor,
+            "grad_scale": grad_scale,
+            "weight_decay": 0.0,
+            "momentum": group["momentum"],
+            "dampening": group["dampening"],
+            "nesterov": group["nesterov"],
+            "maximize": group["maximize"],
+        }
+        if any(b is None for b in buffers):
+            # The first step creates the buffers; compiling it would cost a second compile.
+            _fused.sgd_momentum_update(params, grads, buffers, **kwargs)
+        else:
+            _fused.run_compiled(_fused.sgd_momentum_update, params, grads, buffers, **kwargs)
+        for p, buffer in zip(params, buffers, strict=True):
+            self.state[p]["momentum_buffer"] = buffer
 
 
 @_document_weight_decay
@@ -414,7 +629,7 @@ class SGDW(SGD):
 
 
 @_document_weight_decay
-class Adam(FusedStepMixin, _WeightDecayMixin, torch.optim.Adam):
+class Adam(_WeightDecayMixin, torch.optim.Adam):
     r"""Adam with coupled L2 or decoupled weight decay (AdamW).
 
     A drop-in :class:`torch.optim.Adam` (same arguments, defaults and errors) with:
@@ -436,6 +651,7 @@ class Adam(FusedStepMixin, _WeightDecayMixin, torch.optim.Adam):
     """
 
     _base_decay_is_coupled = True
+    _base_has_fused_kernel = True
 
     def __init__(
         self,
@@ -472,7 +688,37 @@ class Adam(FusedStepMixin, _WeightDecayMixin, torch.optim.Adam):
             fused=fused,
             decoupled_weight_decay=decoupled_weight_decay,
         )
-        self._choose_implementation(foreach, fused)
+
+    def _prefers_fused_kernel(self, group):
+        # State made by torch's unfused default keeps its step counts on the CPU, where
+        # the fused kernel cannot read them: such a group stays on the unfused path.
+        return super()._prefers_fused_kernel(group) and all(
+            self.state.get(p, {}).get("step", p).device == p.device for p in group["params"]
+        )
+
+    def _kernel_update(self, group, params, factor, grad_scale, found_inf):
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states, strict=True):
+            _triton.init_adam_state(p, state, amsgrad=group["amsgrad"])
+        beta1, beta2 = group["betas"]
+        _triton.adam_step(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+            [s["step"] for s in states],
+            amsgrad=group["amsgrad"],
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=self._coupled_weight_decay(group),
+            eps=group["eps"],
+            maximize=group["maximize"],
+            decay_factor=factor,
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+        )
 
     def _decoupled_in_base(self, group, weight_decay, scale):
         # The group's decoupled_weight_decay is torch's flag too: its kernels decay
@@ -529,7 +775,7 @@ class AdamW(Adam, torch.optim.AdamW):
 
 
 @_document_weight_decay
-class RMSprop(FusedStepMixin, _WeightDecayMixin, torch.optim.RMSprop):
+class RMSprop(_WeightDecayMixin, torch.optim.RMSprop):
     r"""RMSprop with coupled L2 or decoupled weight decay.
 
     A drop-in :class:`torch.optim.RMSprop` (same arguments, defaults and errors) with:
@@ -588,7 +834,78 @@ class RMSprop(FusedStepMixin, _WeightDecayMixin, torch.optim.RMSprop):
             maximize,
             differentiable,
         )
-        self._choose_implementation(foreach, fused)
+        # torch's RMSprop has no ``fused``: it is checked here as torch checks its own.
+        if fused:
+            if differentiable:
+                raise RuntimeError("`fused` does not support `differentiable`")
+            if foreach:
+                raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        self.defaults["fused"] = fused
+        for group in self.param_groups:
+            group.setdefault("fused", fused)
+        _compat.set_step_unscales(self, bool(fused))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for group in state.get("param_groups", []):
+            group.setdefault("fused", None)  # a checkpoint of torch's RMSprop
+        state.get("defaults", {}).setdefault("fused", None)
+        super().__setstate__(state)
+
+    def _needs_own_update(self, group, decoupled):
+        # torch has no fused RMSprop: fused=True runs the compiled update (or the kernel).
+        return bool(group["fused"])
+
+    def _kernel_update(self, group, params, factor, grad_scale, found_inf):
+        states = [self.state[p] for p in params]
+        for p, state in zip(params, states, strict=True):
+            _triton.init_rmsprop_state(
+                p, state, momentum=group["momentum"], centered=group["centered"]
+            )
+        _triton.rmsprop_step(
+            params,
+            [p.grad for p in params],
+            [s["square_avg"] for s in states],
+            [s["grad_avg"] for s in states] if group["centered"] else [],
+            [s["momentum_buffer"] for s in states] if group["momentum"] > 0 else [],
+            [s["step"] for s in states],
+            lr=group["lr"],
+            alpha=group["alpha"],
+            eps=group["eps"],
+            weight_decay=self._coupled_weight_decay(group),
+            momentum=group["momentum"],
+            centered=group["centered"],
+            maximize=group["maximize"],
+            decay_factor=factor,
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+        )
+
+    def _compiled_update(self, group, factor):
+        scalars = self._own_update_scalars(group, factor)
+        if scalars is None:
+            return
+        _, lr, factor, grad_scale = scalars
+        lists: tuple[list[Tensor], ...] = ([], [], [], [], [], [])
+        params, grads, square_avgs, buffers, grad_avgs, steps = lists
+        self._init_group(group, params, grads, square_avgs, buffers, grad_avgs, steps)
+        _fused.run_compiled(
+            _fused.rmsprop_update,
+            params,
+            grads,
+            square_avgs,
+            grad_avgs,
+            buffers,
+            steps,
+            lr=lr,
+            factor=factor,
+            grad_scale=grad_scale,
+            weight_decay=0.0 if group["decoupled_weight_decay"] else group["weight_decay"],
+            alpha=group["alpha"],
+            eps=group["eps"],
+            momentum=group["momentum"],
+            centered=group["centered"],
+            maximize=group["maximize"],
+        )
 
 
 @_document_weight_decay
@@ -639,6 +956,10 @@ def with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimizer]:
     is applied here, before the base update, in both forms; the base always sees a
     ``weight_decay`` of 0, so the base's own meaning of it does not matter.
 
+    The same base always gives the same class, and the class and its instances pickle
+    (``torch.save(optimizer)``, ``copy.deepcopy``, skorch): unpickling makes the class
+    again from its base.
+
     The closure, if given, is evaluated once before the update: optimizers that call
     it several times per step (LBFGS) are not supported.
 
@@ -657,6 +978,44 @@ def with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimizer]:
         raise TypeError(
             "LBFGS re-evaluates its closure within a step; it cannot take weight decay here"
         )
+    made = _WITH_WEIGHT_DECAY.get(optimizer_class)
+    if made is None:
+        made = _WITH_WEIGHT_DECAY[optimizer_class] = _make_with_weight_decay(optimizer_class)
+    return made
+
+
+#: The classes :func:`with_weight_decay` made, by base.
+_WITH_WEIGHT_DECAY: dict[type, type] = {}
+
+
+class _MadeByWithWeightDecay(type):
+    """The metaclass of the classes :func:`with_weight_decay` makes.
+
+    A class made at run time cannot be found by name when unpickled; it pickles as the
+    call that makes it (registered with :mod:`copyreg` below).
+    """
+
+    _weight_decay_base: type
+
+
+def _reduce_made_class(cls: _MadeByWithWeightDecay) -> tuple[Any, tuple[type]]:
+    return with_weight_decay, (cls._weight_decay_base,)
+
+
+def _metaclass_for(base: type) -> type:
+    """``_MadeByWithWeightDecay``, combined with the base's own metaclass if it has one."""
+    if type(base) is type:
+        return _MadeByWithWeightDecay
+    name = f"_MadeByWithWeightDecay_{type(base).__name__}"
+    meta = type(name, (_MadeByWithWeightDecay, type(base)), {})
+    copyreg.pickle(meta, _reduce_made_class)
+    return meta
+
+
+copyreg.pickle(_MadeByWithWeightDecay, _reduce_made_class)
+
+
+def _make_with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimizer]:
     base_signature = inspect.signature(optimizer_class)
     base_takes_weight_decay = "weight_decay" in base_signature.parameters
 
@@ -684,7 +1043,8 @@ def with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimizer]:
         "__doc__": f"{optimizer_class.__name__} with coupled L2 or decoupled weight decay."
         + _WEIGHT_DECAY_ARGS.format(default="False"),
         "__module__": __name__,
+        "__qualname__": f"with_weight_decay({optimizer_class.__qualname__})",
+        "_weight_decay_base": optimizer_class,
     }
-    cls = type(optimizer_class.__name__, (_WeightDecayMixin, optimizer_class), namespace)
-    cls.__qualname__ = f"with_weight_decay({optimizer_class.__qualname__})"
-    return cls
+    metaclass = _metaclass_for(optimizer_class)
+    return metaclass(optimizer_class.__name__, (_WeightDecayMixin, optimizer_class), namespace)

@@ -8,10 +8,20 @@ with ``grad_scale``/``found_inf`` and has to skip by itself, decay included.
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
-from _configs import IMPLEMENTATIONS, tensors_equal
+from _configs import (
+    CONFIGS,
+    IMPLEMENTATIONS,
+    NO_GRAD,
+    Config,
+    gradient,
+    initial_params,
+    param_groups,
+    tensors_equal,
+)
 from torch import nn
 
 import l2optim
@@ -128,3 +138,105 @@ def test_scaled_steps_equal_unscaled_steps(name: str, decoupled: bool, implement
     assert scaler.get_scale() == SCALE
     for a, b in zip(scaled_model.parameters(), plain_model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+# -- skipped steps before the state exists ------------------------------------------------
+#
+# fp16 training starts with a scale (2^16) that overflows, so GradScaler skips the very
+# first steps, before any optimizer state exists. Whatever the implementation, the run
+# must end where the single-tensor path ends when it is shown only the steps that were
+# not skipped.
+
+#: True where GradScaler sees an overflow: two skips first, one in mid-training, two in a row.
+SKIP_PATTERN = (True, True, False, False, True, False, True, True, False, False)
+
+
+def _scaled_gradient_steps(optimizer, params, scaler, pattern) -> None:
+    """Hand the optimizer scaled gradients through ``scaler``, spoiling the steps ``pattern`` marks."""
+    scaler.scale(torch.zeros(()))  # GradScaler starts its scale lazily, at the first scale()
+    good = 0
+    for skip in pattern:
+        scale = scaler.get_scale()
+        for i, p in enumerate(params):
+            p.grad = None if i == NO_GRAD else gradient(p.detach(), good, i) * scale
+        if skip:
+            params[0].grad.view(-1)[0] = float("inf")
+        scaler.step(optimizer)
+        scaler.update()
+        good += not skip
+
+
+@pytest.mark.parametrize("decoupled", [False, True], ids=["coupled", "decoupled"])
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_skipped_first_steps_end_where_the_single_tensor_path_ends(
+    config: Config, decoupled: bool
+) -> None:
+    params0 = initial_params(torch.float32)
+    make = functools.partial(_grouped_optimizer, config, decoupled)
+
+    params = [nn.Parameter(p.clone()) for p in params0]
+    optimizer = make(params, **config.kwargs())
+    # Powers of two: scaling and unscaling are exact, so only the skips can differ.
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8, growth_interval=1000)
+    _scaled_gradient_steps(optimizer, params, scaler, SKIP_PATTERN)
+
+    single_kwargs = {k: v for k, v in config.kwargs().items() if k not in ("foreach", "fused")}
+    reference = [nn.Parameter(p.clone()) for p in params0]
+    reference_optimizer = make(reference, **single_kwargs, foreach=False)
+    for step in range(SKIP_PATTERN.count(False)):
+        for i, p in enumerate(reference):
+            p.grad = None if i == NO_GRAD else gradient(p.detach(), step, i)
+        reference_optimizer.step()
+
+    assert scaler.get_scale() == 2.0**8 / 2 ** SKIP_PATTERN.count(True)
+    for i, (p, r) in enumerate(zip(params, reference, strict=True)):
+        torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6, msg=lambda m, i=i: f"param {i}: {m}")
+        assert optimizer.state[p].keys() == reference_optimizer.state[r].keys()
+        for key, value in reference_optimizer.state[r].items():
+            torch.testing.assert_close(optimizer.state[p][key], value, rtol=1e-5, atol=1e-6)
+
+
+def _grouped_optimizer(config: Config, decoupled: bool, params, **kwargs):
+    lr = kwargs.pop("lr", 0.01)
+    return config.ours(
+        param_groups(params, lr, 0.1), lr=lr, decoupled_weight_decay=decoupled, **kwargs
+    )
+
+
+CUDA_CASES = [
+    (cls, impl)
+    for cls in (l2optim.SGD, l2optim.SGDW, l2optim.Adam, l2optim.AdamW, l2optim.RMSpropW)
+    for impl in ({}, {"fused": True})
+]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("cls", "impl"), CUDA_CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_skipped_first_steps_on_cuda(cls, impl) -> None:
+    """The issue's scenario on the device where torch's fused SGD kernel runs by default."""
+    hyper = {"lr": 0.1, "weight_decay": 0.5}
+    if issubclass(cls, torch.optim.SGD):
+        hyper["momentum"] = 0.9
+    params0 = [p.cuda() for p in initial_params(torch.float32)]
+    params = [nn.Parameter(p.clone()) for p in params0]
+    optimizer = cls(params, **hyper, **impl)
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**8, growth_interval=1000)
+    scaler.scale(torch.zeros((), device="cuda"))
+    good = 0
+    for skip in SKIP_PATTERN:
+        scale = scaler.get_scale()
+        for i, p in enumerate(params):
+            p.grad = None if i == NO_GRAD else gradient(p.detach(), good, i) * scale
+        if skip:
+            params[0].grad.view(-1)[0] = float("inf")
+        scaler.step(optimizer)
+        scaler.update()
+        good += not skip
+    reference = [nn.Parameter(p.clone()) for p in params0]
+    reference_optimizer = cls(reference, **hyper, foreach=False)
+    for step in range(good):
+        for i, p in enumerate(reference):
+            p.grad = None if i == NO_GRAD else gradient(p.detach(), step, i)
+        reference_optimizer.step()
+    for p, r in zip(params, reference, strict=True):
+        torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)

@@ -139,3 +139,83 @@ def test_adamw_checkpoint_keeps_a_coupled_choice() -> None:
     restored = l2optim.AdamW(_copy_of(model).parameters())
     restored.load_state_dict(_save_and_load(optimizer.state_dict()))
     assert restored.param_groups[0]["decoupled_weight_decay"] is False
+
+
+# -- the way back: l2optim.to_torch_state_dict ---------------------------------------------
+
+EXACT_IN_TORCH = [
+    ("SGDW", {"lr": 0.1}, "lr", torch.optim.SGD),
+    ("SGDW", {"lr": 0.1, "weight_decay": 0.05}, "schedule", torch.optim.SGD),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1}, "lr", torch.optim.AdamW),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1}, "schedule", torch.optim.Adam),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}, "lr", torch.optim.SGD),
+    ("RMSprop", {"lr": 0.01, "weight_decay": 0.01}, "lr", torch.optim.RMSprop),
+]
+
+
+@pytest.mark.parametrize(("name", "hyper", "scaling", "torch_class"), EXACT_IN_TORCH,
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_torch_continues_what_the_translation_says(name, hyper, scaling, torch_class) -> None:
+    """Under a schedule, torch.optim continues the l2optim run, decoupled decay included."""
+    model = _model()
+    ours = getattr(l2optim, name)(model.parameters(), **hyper, weight_decay_scaling=scaling)
+    scheduler = torch.optim.lr_scheduler.StepLR(ours, 1, 0.5)
+    _train(model, ours, range(2), scheduler)
+    translated = _save_and_load(l2optim.to_torch_state_dict(ours))
+
+    twin = _copy_of(model)
+    theirs = torch_class(twin.parameters(), **hyper)
+    theirs.load_state_dict(translated)
+    their_scheduler = torch.optim.lr_scheduler.StepLR(theirs, 1, 0.5)
+    their_scheduler.load_state_dict(scheduler.state_dict())
+    _train(model, ours, range(2, 5), scheduler)
+    _train(twin, theirs, range(2, 5), their_scheduler)
+    for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert all("lr_ref" not in g for g in translated["param_groups"])
+
+
+def test_a_decoupled_checkpoint_loaded_as_is_into_torch_changes_the_decay() -> None:
+    """Why the translation exists: torch.optim.SGD ignores decoupled_weight_decay."""
+    model = _model()
+    ours = l2optim.SGDW(model.parameters(), lr=0.5, weight_decay=0.4, momentum=0.9)
+    _train(model, ours, range(2))
+    twin = _copy_of(model)
+    theirs = torch.optim.SGD(twin.parameters())
+    theirs.load_state_dict(ours.state_dict())  # silently: coupled decay with λ = 0.4
+    _train(model, ours, range(2, 3))
+    _train(twin, theirs, range(2, 3))
+    assert not torch.allclose(model[0].weight, twin[0].weight, atol=1e-3)
+
+
+def test_approximate_gives_the_coupled_fixed_point_of_sgd_with_momentum() -> None:
+    model = _model()
+    ours = l2optim.SGDW(model.parameters(), lr=0.1, momentum=0.9, dampening=0.1,
+                        weight_decay=0.05, weight_decay_scaling="schedule")
+    ours.param_groups[0]["lr"] = 0.05  # a scheduler halved it
+    with pytest.raises(ValueError, match=r"param group 0: no exact .*approximate=True"):
+        l2optim.to_torch_state_dict(ours)
+    group = l2optim.to_torch_state_dict(ours, approximate=True)["param_groups"][0]
+    expected = l2optim.conversions.coupled_from_decoupled(
+        0.05, lr=0.05, momentum=0.9, dampening=0.1, weight_decay_scaling="schedule",
+        initial_lr=0.1,
+    )
+    assert group["weight_decay"] == pytest.approx(expected)
+    assert "decoupled_weight_decay" not in group and "weight_decay_scaling" not in group
+
+
+def test_scaling_none_is_approximate_and_decoupled_rmsprop_has_no_equivalent() -> None:
+    model = _model()
+    adamw = l2optim.AdamW(model.parameters(), lr=0.01, weight_decay=1e-3,
+                          weight_decay_scaling="none")
+    with pytest.raises(ValueError, match="weight_decay_scaling='none'"):
+        l2optim.to_torch_state_dict(adamw)
+    group = l2optim.to_torch_state_dict(adamw, approximate=True)["param_groups"][0]
+    assert group["weight_decay"] == pytest.approx(1e-3 / 0.01)
+    assert group["decoupled_weight_decay"] is True
+    rmspropw = l2optim.RMSpropW(model.parameters(), weight_decay=1e-3)
+    for approximate in (False, True):
+        with pytest.raises(ValueError, match="torch's RMSprop has no decoupled weight decay"):
+            l2optim.to_torch_state_dict(rmspropw, approximate=approximate)
+    with pytest.raises(TypeError, match="l2optim SGD, Adam or RMSprop"):
+        l2optim.to_torch_state_dict(torch.optim.SGD(model.parameters()))

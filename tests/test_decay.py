@@ -97,18 +97,18 @@ def test_coupled_decay_keeps_positions_across_dtypes() -> None:
     assert [g.dtype for g in new] == [torch.float32, torch.float64, torch.float32]
 
 
-@given(lr=learning_rates, initial_lr=learning_rates, weight_decay=weight_decays)
-def test_scales_and_factor(lr: float, initial_lr: float, weight_decay: float) -> None:
-    assert _decay.decay_scale("lr", lr, initial_lr) == lr
-    assert _decay.decay_scale("schedule", lr, initial_lr) == lr / initial_lr
-    assert _decay.decay_scale("none", lr, initial_lr) == 1.0
+@given(lr=learning_rates, lr_ref=learning_rates, weight_decay=weight_decays)
+def test_scales_and_factor(lr: float, lr_ref: float, weight_decay: float) -> None:
+    assert _decay.decay_scale("lr", lr, lr_ref) == lr
+    assert _decay.decay_scale("schedule", lr, lr_ref) == lr / lr_ref
+    assert _decay.decay_scale("none", lr, lr_ref) == 1.0
     assert _decay.decoupled_factor(lr, weight_decay) == 1 - lr * weight_decay
 
 
-@pytest.mark.parametrize("initial_lr", [None, 0.0])
-def test_schedule_scaling_needs_an_initial_lr(initial_lr: float | None) -> None:
-    with pytest.raises(ValueError, match="initial learning rate"):
-        _decay.decay_scale("schedule", 0.1, initial_lr)
+@pytest.mark.parametrize("lr_ref", [None, 0.0, -1.0, float("inf"), float("nan")], ids=str)
+def test_schedule_scaling_needs_a_reference_lr(lr_ref: float | None) -> None:
+    with pytest.raises(ValueError, match=r"Invalid lr_ref value: .* \(must be a finite number > 0\)"):
+        _decay.decay_scale("schedule", 0.1, lr_ref)
 
 
 @pytest.mark.parametrize("weight_decay", [0, 0.0, 1e-4, 3, torch.tensor(0.1)], ids=str)

@@ -90,10 +90,17 @@ def _worker(rank: int, port: int, out: str) -> None:
                 _train(model, optimizer, rank, WORLD_SIZE)
                 kinds = {type(p).__name__ for p in model.parameters()}
                 results[wrapper, name, decoupled] = ([_full(p) for p in model.parameters()], kinds)
+        results["groups"] = _group_names(nn.parallel.DistributedDataParallel(_model()))
         if rank == 0:
             torch.save(results, out)
     finally:
         dist.destroy_process_group()
+
+
+def _group_names(model: nn.Module) -> list[tuple[list[str], float]]:
+    # "0.*" must match through DDP's "module." prefix (a miss would only warn).
+    groups = l2optim.decay_groups(model, 0.1, exclude=["0.*"])
+    return [(g["param_names"], g["weight_decay"]) for g in groups]
 
 
 def _free_port() -> int:
@@ -123,3 +130,8 @@ def test_split_batch_equals_one_process(distributed_results, wrapper, name, deco
     assert not torch.equal(expected[0], _model()[0].weight.detach())
     for got, want in zip(params, expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_decay_groups_of_a_ddp_model_use_the_models_own_names(distributed_results) -> None:
+    assert distributed_results["groups"] == _group_names(_model())
+    assert distributed_results["groups"][0] == (["2.weight"], 0.1)

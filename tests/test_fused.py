@@ -1,4 +1,4 @@
-"""The implementation choice (l2optim/_fused.py): fused by default, and the compiled step."""
+"""The compiled step (l2optim/_fused.py) that ``fused=True`` runs where torch has no kernel."""
 
 from __future__ import annotations
 
@@ -150,44 +150,6 @@ def test_compilation_failure_falls_back_with_one_warning(monkeypatch):
     reference, _ = train(l2optim.RMSprop, kwargs, "cpu", foreach=False)
     for r, f in zip(reference, fused, strict=True):
         torch.testing.assert_close(f, r)
-
-
-@pytest.mark.parametrize("cls", [l2optim.SGD, l2optim.Adam, l2optim.AdamW, l2optim.SGDW])
-def test_default_is_torchs_fused_kernel_when_it_applies(cls):
-    params = make_params("cpu")
-    optimizer = cls(params, lr=0.01)
-    assert all(g["fused"] for g in optimizer.param_groups)
-    assert optimizer._step_supports_amp_scaling
-
-
-@pytest.mark.parametrize(
-    "impl", [{"foreach": True}, {"foreach": False}, {"fused": False}, {"differentiable": True}]
-)
-def test_an_explicit_choice_wins(impl):
-    optimizer = l2optim.Adam(make_params("cpu"), lr=0.01, **impl)
-    assert not optimizer.param_groups[0]["fused"]
-    assert not getattr(optimizer, "_step_supports_amp_scaling", False)
-
-
-def test_default_keeps_torchs_choice_where_fused_does_not_apply():
-    complex_param = torch.randn(3, dtype=torch.complex64, requires_grad=True)
-    assert not l2optim.Adam([complex_param]).param_groups[0]["fused"]
-    assert l2optim.RMSprop(make_params("cpu")).param_groups[0]["fused"] is None
-
-
-def test_default_matches_torch_fused_exactly():
-    for cls, torch_cls in [(l2optim.SGD, torch.optim.SGD), (l2optim.Adam, torch.optim.Adam)]:
-        params_ours, params_torch = make_params("cpu"), make_params("cpu")
-        opt_ours = cls(params_ours, lr=0.01, weight_decay=0.1)
-        opt_torch = torch_cls(params_torch, lr=0.01, weight_decay=0.1, fused=True)
-        for _ in range(3):
-            for a, b in zip(params_ours, params_torch, strict=True):
-                a.grad = torch.ones_like(a) * 0.3
-                b.grad = torch.ones_like(b) * 0.3
-            opt_ours.step()
-            opt_torch.step()
-        for a, b in zip(params_ours, params_torch, strict=True):
-            assert torch.equal(a, b)
 
 
 def test_fused_rejects_what_torch_rejects():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -114,3 +116,101 @@ def test_groups_feed_an_optimizer_that_leaves_exempt_parameters_alone() -> None:
     for name, p in model.named_parameters():
         factor = 0.95 if name in DECAYED else 1.0
         torch.testing.assert_close(p.detach(), before[name] * factor, msg=name)
+
+
+# -- the ecosystem's rule: at most one dimension, the model's own list, torch's biases ----
+
+
+class LayerScaleBlock(nn.Module):
+    """ConvNeXt's layer scale and EVA's separate q/v biases: 1-D, not named "bias"."""
+
+    def __init__(self, dim: int = 4) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
+        self.q_bias = nn.Parameter(torch.zeros(dim))
+        self.v_bias = nn.Parameter(torch.zeros(dim))
+
+
+class TinyViT(nn.Module):
+    """A ViT's position embedding and class token, exempt through ``no_weight_decay()``."""
+
+    def __init__(self, dim: int = 4) -> None:
+        super().__init__()
+        self.pos_embed = nn.Parameter(torch.zeros(1, 5, dim))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.block = LayerScaleBlock(dim)
+        self.attn = nn.MultiheadAttention(dim, 2, add_bias_kv=True)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token", "dist_token"}  # timm lists absent names too
+
+
+def _groups_by_name(groups: list[dict]) -> tuple[set[str], set[str]]:
+    decayed = {n for g in groups if g["weight_decay"] for n in g["param_names"]}
+    exempt = {n for g in groups if not g["weight_decay"] for n in g["param_names"]}
+    return decayed, exempt
+
+
+def test_the_default_exempts_what_timm_exempts() -> None:
+    decayed, exempt = _groups_by_name(l2optim.decay_groups(TinyViT(), 0.05))
+    assert decayed == {"block.proj.weight", "attn.in_proj_weight", "attn.out_proj.weight"}
+    assert exempt == {
+        "pos_embed", "cls_token", "block.gamma", "block.q_bias", "block.v_bias",
+        "attn.in_proj_bias", "attn.bias_k", "attn.bias_v", "attn.out_proj.bias",
+    }  # fmt: skip
+
+
+def test_the_old_rule_is_one_argument_away() -> None:
+    decayed, exempt = _groups_by_name(
+        l2optim.decay_groups(TinyViT(), 0.05, decay_1d=True, use_no_weight_decay=False)
+    )
+    assert {"pos_embed", "cls_token", "block.gamma", "block.q_bias", "block.v_bias"} <= decayed
+    # No bias of torch's own layers is decayed, under any rule (bias_k/bias_v are 3-D).
+    assert {"attn.in_proj_bias", "attn.bias_k", "attn.bias_v", "attn.out_proj.bias"} == exempt
+
+
+def test_groups_carry_the_parameter_names_into_the_optimizer() -> None:
+    model = TinyViT()
+    groups = l2optim.decay_groups(model, 0.05)
+    named = dict(model.named_parameters())
+    for group in groups:
+        assert [named[n] for n in group["param_names"]] == group["params"]
+    optimizer = l2optim.AdamW(groups, lr=1e-3)
+    saved = optimizer.state_dict()["param_groups"]
+    assert [g["param_names"] for g in saved] == [g["param_names"] for g in groups]
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda m: nn.DataParallel(m),
+        lambda m: torch.compile(m, backend="eager"),
+        lambda m: torch.compile(nn.DataParallel(m), backend="eager"),
+    ],
+    ids=["DataParallel", "compiled", "compiled-DataParallel"],
+)
+def test_a_wrapped_model_is_grouped_by_its_own_names(wrap) -> None:
+    model = TinyViT()
+    plain = l2optim.decay_groups(model, 0.05, exclude=["block.proj.*"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the pattern must match through the wrapper
+        wrapped = l2optim.decay_groups(wrap(model), 0.05, exclude=["block.proj.*"])
+    assert _groups_by_name(wrapped) == _groups_by_name(plain)
+    assert "block.proj.weight" in _groups_by_name(wrapped)[1]
+
+
+def test_a_pattern_that_matches_nothing_is_reported() -> None:
+    with pytest.warns(UserWarning, match=r"'pos_embd' matches no trainable parameter.*pos_embed"):
+        l2optim.decay_groups(TinyViT(), 0.05, exclude=["pos_embd"])
+
+
+def test_parameters_instead_of_the_model_is_a_clear_type_error() -> None:
+    with pytest.raises(TypeError, match=r"needs the model itself .*got generator"):
+        l2optim.decay_groups(TinyViT().parameters(), 0.05)
+
+
+@pytest.mark.parametrize("weight_decay", [-0.1, float("nan"), float("inf")], ids=str)
+def test_a_bad_weight_decay_is_named(weight_decay: float) -> None:
+    with pytest.raises(ValueError, match="weight_decay"):
+        l2optim.decay_groups(TinyViT(), weight_decay)

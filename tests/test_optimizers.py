@@ -232,7 +232,7 @@ def _layout(state_dict: dict[str, Any]) -> tuple:
         index: {key: (type(v).__name__, tuple(getattr(v, "shape", ()))) for key, v in s.items()}
         for index, s in state_dict["state"].items()
     }
-    ours = {"decoupled_weight_decay", "weight_decay_scaling", "initial_lr", "fused", "foreach"}
+    ours = {"decoupled_weight_decay", "weight_decay_scaling", "lr_ref", "fused", "foreach"}
     groups = [sorted(set(g) - ours) for g in state_dict["param_groups"]]
     return state, groups
 
@@ -400,14 +400,14 @@ def test_sign_flipping_decay_changes_nothing(name: str, implementation: str) -> 
     optimizer.param_groups[1]["weight_decay"] = 20.0
     before = [p.detach().clone() for p in params]
     state_before = copy.deepcopy(optimizer.state_dict())
-    with pytest.raises(ValueError, match=r"param group 1.*lr=0\.1.*weight_decay=20"):
+    with pytest.raises(ValueError, match=r"param group 1.*lr = 0\.1.*weight_decay=20"):
         take_steps(optimizer, params, 1)
     assert_same(params, before, exact=True)
     assert tensors_equal(optimizer.state_dict()["state"], state_before["state"])
 
 
 def test_schedule_scaling_follows_a_scheduler_on_a_tensor_lr() -> None:
-    # initial_lr must be a copy: schedulers write a tensor lr in place.
+    # lr_ref must be a copy: schedulers write a tensor lr in place.
     p = nn.Parameter(torch.ones(1, dtype=torch.float64))
     lr = torch.tensor(0.1, dtype=torch.float64)
     optimizer = l2optim.SGD(
@@ -446,3 +446,123 @@ def test_tensor_weight_decay(decoupled: bool, implementation: str) -> None:
     else:
         expected, _ = run(make(config.theirs), params0)
     assert_same(ours, expected, exact=False, rtol=1e-10, atol=1e-12)
+
+
+# -- the reference lr of the "schedule" scaling -------------------------------------------
+
+
+def _schedule_run(make_scheduler, steps: int, **group_extra: Any) -> tuple[float, float]:
+    """A weight with zero gradient under decoupled "schedule" decay: (weight, oracle).
+
+    The oracle is the product of 1 − λ·lr_t/lr_ref over the lrs the group actually had,
+    lr_ref being the lr the group was created with (or what it was given).
+    """
+    p = nn.Parameter(torch.ones(1, dtype=torch.float64))
+    group = {"params": [p], **group_extra}
+    optimizer = l2optim.SGDW(
+        [group], lr=0.1, weight_decay=0.01, weight_decay_scaling="schedule", foreach=False
+    )
+    lr_ref = group_extra.get("lr_ref", 0.1)
+    scheduler = make_scheduler(optimizer)
+    expected = 1.0
+    for _ in range(steps):
+        lr = optimizer.param_groups[0]["lr"]
+        p.grad = torch.zeros_like(p)
+        optimizer.step()
+        expected *= 1 - 0.01 * lr / lr_ref
+        scheduler.step()
+    return float(p), expected
+
+
+@pytest.mark.parametrize(
+    "make_scheduler",
+    [
+        # OneCycleLR writes max_lr/div_factor into initial_lr; the decay must not follow it.
+        lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=20),
+        lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20),
+        # As SWA and LR finders do: someone else writes initial_lr.
+        lambda opt: _overwrite_initial_lr(opt, 1e-8),
+    ],
+    ids=["OneCycleLR", "CosineAnnealingLR", "foreign-initial_lr"],
+)
+def test_schedule_scaling_is_relative_to_the_lr_the_group_was_created_with(make_scheduler):
+    weight, expected = _schedule_run(make_scheduler, 20)
+    assert weight == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_group_can_set_its_own_reference_lr():
+    weight, expected = _schedule_run(
+        lambda opt: torch.optim.lr_scheduler.StepLR(opt, 5, 0.5), 10, lr_ref=0.05
+    )
+    assert weight == pytest.approx(expected, rel=1e-12)
+
+
+def _overwrite_initial_lr(optimizer, value: float):
+    for group in optimizer.param_groups:
+        group["initial_lr"] = value
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def test_the_reference_lr_is_saved_and_restored():
+    p = nn.Parameter(torch.ones(2))
+    optimizer = l2optim.SGDW([p], lr=0.1, weight_decay=0.1, weight_decay_scaling="schedule")
+    optimizer.param_groups[0]["lr"] = 0.02
+    saved = optimizer.state_dict()
+    assert saved["param_groups"][0]["lr_ref"] == 0.1
+    resumed = l2optim.SGDW([p], lr=0.5, weight_decay=0.1, weight_decay_scaling="schedule")
+    resumed.load_state_dict(saved)
+    assert resumed.param_groups[0]["lr_ref"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("saved_extra", "expected"),
+    [({"initial_lr": 0.2}, 0.2), ({}, 0.05)],
+    ids=["older-l2optim-initial_lr", "torch-checkpoint"],
+)
+def test_a_checkpoint_without_a_reference_lr_takes_the_best_guess(saved_extra, expected):
+    """An older l2optim kept the reference in initial_lr; without it, the current lr."""
+    p = nn.Parameter(torch.ones(2))
+    torch_optimizer = torch.optim.SGD([p], lr=0.05, weight_decay=0.1)
+    saved = torch_optimizer.state_dict()
+    saved["param_groups"][0].update(saved_extra)
+    resumed = l2optim.SGDW([p], lr=0.5, weight_decay=0.1, weight_decay_scaling="schedule")
+    resumed.load_state_dict(saved)
+    assert resumed.param_groups[0]["lr_ref"] == expected
+
+
+@pytest.mark.parametrize("lr_ref", [0.0, -0.1, float("nan")], ids=str)
+def test_a_bad_reference_lr_is_named(lr_ref: float):
+    p = nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match=r"Invalid lr_ref in param group 0 value: .* \(must be a finite number > 0\)"):
+        l2optim.SGDW(
+            [{"params": [p], "lr_ref": lr_ref}],
+            lr=0.1,
+            weight_decay=0.1,
+            weight_decay_scaling="schedule",
+        )
+
+
+def test_a_tiny_reference_lr_is_named_as_the_cause():
+    """Lightning's LR finder used to leave 1e-8 behind; the error says where s comes from."""
+    p = nn.Parameter(torch.ones(2))
+    optimizer = l2optim.SGDW(
+        [{"params": [p], "lr_ref": 1e-8}], lr=0.1, weight_decay=0.1, weight_decay_scaling="schedule"
+    )
+    p.grad = torch.zeros_like(p)
+    with pytest.raises(ValueError, match=r"s = lr / lr_ref = 0\.1 / 1e-08.*raise lr_ref"):
+        optimizer.step()
+    assert torch.equal(p.detach(), torch.ones(2))
+
+
+@pytest.mark.parametrize("implementation", ["single", "foreach", "fused", "default"])
+@pytest.mark.parametrize("name", CLASSES)
+def test_decay_of_exactly_one_is_refused(name: str, implementation: str) -> None:
+    """s·λ = 1 exactly (lr = 0.5, λ = 2) would zero every weight: refused, nothing moves."""
+    config = Config(name, {"lr": 0.5}, implementation)
+    params = [nn.Parameter(p) for p in initial_params()]
+    optimizer = config.ours(params, weight_decay=2.0, **config.kwargs(decoupled_weight_decay=True))
+    before = [p.detach().clone() for p in params]
+    with pytest.raises(ValueError, match=r"1 - s\*weight_decay = 0 <= 0"):
+        take_steps(optimizer, params, 0)
+    assert_same(params, before, exact=True)
+    assert not optimizer.state

@@ -1,0 +1,137 @@
+"""Every place where l2optim relies on something torch does not promise.
+
+torch.optim's classes, its functional updates and GradScaler talk to each other through
+private names. l2optim has to speak the same private language to be a drop-in, so each
+such name is reached from here and nowhere else: when a torch release moves one, this
+module breaks, loudly and in one place (``tests/test_compat.py`` checks each assumption).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import optimizer as _optimizer
+from torch.optim.rmsprop import rmsprop as _rmsprop
+from torch.optim.sgd import sgd as _sgd
+from torch.utils import _foreach_utils
+
+__all__ = [
+    "NORM_BASE",
+    "default_foreach",
+    "foreach_add",
+    "foreach_div",
+    "foreach_mul",
+    "foreach_mul_",
+    "fused_kernel_devices",
+    "functional_rmsprop",
+    "functional_sgd",
+    "grad_mode_step",
+    "gradscaler_handoff",
+    "set_step_unscales",
+    "step_body",
+    "step_unscales",
+]
+
+# -- multi-tensor arithmetic -------------------------------------------------------------
+# torch's foreach kernels: one launch for a list of tensors. Underscored, but the
+# functional optimizers of torch itself are written in them.
+foreach_add: Callable[..., list[Tensor]] = torch._foreach_add
+foreach_div: Callable[..., list[Tensor]] = torch._foreach_div
+foreach_mul: Callable[..., list[Tensor]] = torch._foreach_mul
+foreach_mul_: Callable[..., None] = torch._foreach_mul_
+
+# -- the functional updates behind torch.optim's classes ---------------------------------
+functional_sgd: Callable[..., None] = _sgd
+functional_rmsprop: Callable[..., None] = _rmsprop
+
+#: The base of every torch batch/instance normalisation layer (BatchNorm*, InstanceNorm*,
+#: SyncBatchNorm); torch exports the layers but not their common base.
+NORM_BASE: type[nn.Module] = nn.modules.batchnorm._NormBase
+
+
+def fused_kernel_devices() -> list[str]:
+    """The device types for which torch has fused optimizer kernels."""
+    return list(_foreach_utils._get_fused_kernels_supported_devices())
+
+
+def default_foreach(params: Sequence[Tensor], differentiable: bool) -> bool:
+    """Whether torch's default (neither ``foreach`` nor ``fused`` given) is the foreach path."""
+    _, foreach = _optimizer._default_to_fused_or_foreach(list(params), differentiable)
+    return foreach
+
+
+# -- the optimizer <-> GradScaler handshake ----------------------------------------------
+# An optimizer whose ``_step_supports_amp_scaling`` is true is handed the scale and the
+# overflow flag as attributes ``grad_scale`` and ``found_inf`` for the length of one step,
+# instead of GradScaler unscaling the gradients and skipping the step itself.
+
+_STEP_UNSCALES = "_step_supports_amp_scaling"
+
+
+def step_unscales(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether GradScaler leaves unscaling and skipping to ``optimizer.step``."""
+    return bool(getattr(optimizer, _STEP_UNSCALES, False))
+
+
+def set_step_unscales(optimizer: torch.optim.Optimizer, value: bool) -> None:
+    """Tell GradScaler (and frameworks that ask it) whether the step unscales by itself."""
+    setattr(optimizer, _STEP_UNSCALES, bool(value))
+
+
+def gradscaler_handoff(optimizer: torch.optim.Optimizer) -> tuple[Tensor | None, Tensor | None]:
+    """``(grad_scale, found_inf)`` that GradScaler handed this step, or ``(None, None)``."""
+    return getattr(optimizer, "grad_scale", None), getattr(optimizer, "found_inf", None)
+
+
+# -- the step and its wrappers -----------------------------------------------------------
+
+# torch.optim's steps run inside a wrapper that sets the grad mode (off, unless the
+# optimizer is ``differentiable``) and breaks the graph on either side under
+# torch.compile, so that the step compiles as a graph of its own (an inference graph,
+# which lets Inductor update parameters in place).
+_USE_GRAD_CODE = _optimizer._use_grad_for_differentiable(lambda self: None).__code__
+
+
+def step_body(optimizer_class: type[torch.optim.Optimizer]) -> Callable[..., Any]:
+    """``optimizer_class.step`` without the wrappers a subclass's own step replaces.
+
+    torch replaces a class's ``step`` by a wrapper (marked ``hooked``) that runs the
+    registered step hooks, the first time the class is instantiated, and its own classes
+    wrap the update in the grad-mode wrapper described above. A subclass whose step runs
+    the hooks and sets the grad mode itself (see :func:`grad_mode_step`) calls the base
+    update through this, so neither happens twice and ``torch.compile`` sees one plain
+    function. Resolved once per class: the function under the wrappers never changes.
+    """
+    step = optimizer_class.step
+    while getattr(step, "hooked", False):
+        step = step.__wrapped__
+    if step.__code__ is _USE_GRAD_CODE:
+        step = step.__wrapped__
+    return step
+
+
+def grad_mode_step(step: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``step`` as torch.optim runs its own (see above).
+
+    Unlike torch's wrapper, an optimizer without a ``differentiable`` default (one
+    written outside torch) counts as not differentiable.
+    """
+
+    @functools.wraps(step)
+    def run(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        import torch._dynamo  # here, as torch does: importing it costs seconds
+
+        previous = torch.is_grad_enabled()
+        try:
+            torch.set_grad_enabled(bool(self.defaults.get("differentiable", False)))
+            torch._dynamo.graph_break()
+            return step(self, *args, **kwargs)
+        finally:
+            torch._dynamo.graph_break()
+            torch.set_grad_enabled(previous)
+
+    return run

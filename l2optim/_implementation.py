@@ -1,0 +1,103 @@
+"""Which implementation runs a step when the user chose none.
+
+torch's default constructor never picks its fused kernels, though a step is memory-bound
+and the fused kernels read and write each tensor once. l2optim picks one where it is
+measured to help (``benchmarks/step_time.py``), without changing what the optimizer
+shows the world: the param groups keep ``foreach=None, fused=None`` and GradScaler still
+unscales and skips by itself, exactly as for torch's default constructor. The choice is
+made per step from the parameters alone, so a pickled, copied or reloaded optimizer
+makes the same choice and continues bit for bit.
+
+* CUDA: the fused kernel.
+* CPU: the fused kernel only when every tensor is large. torch's CPU kernels split work
+  over threads per tensor; its per-op loop (the CPU default) keeps small tensors on the
+  calling thread, while the fused kernel opens a parallel region for every tensor, which
+  on a busy machine costs milliseconds per tensor.
+* Anything else: torch's own default.
+
+``fused=True`` asks for a fused kernel. Where torch has none, l2optim runs a compiled one
+(``l2optim._fused``); its own Triton kernels (``l2optim._triton``) run instead when
+switched on with the environment variable ``L2OPTIM_TRITON_KERNELS=1``. They are off by
+default until measured against torch's kernels on a GPU (``benchmarks/cuda_check.sh``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from l2optim import _compat
+
+__all__ = [
+    "CPU_FUSED_MIN_NUMEL",
+    "GroupTensors",
+    "fused_kernel_supports",
+    "prefers_fused_kernel",
+    "triton_kernel_runs",
+]
+
+#: The switch for l2optim's Triton kernels under ``fused=True``.
+TRITON_SWITCH = "L2OPTIM_TRITON_KERNELS"
+
+#: Elements a CPU tensor needs before the fused kernel beats torch's per-op loop, idle or
+#: on a contended machine; twice the size at which torch's element-wise ops go parallel.
+CPU_FUSED_MIN_NUMEL = 1 << 16
+
+
+def fused_kernel_supports(params: Sequence[Tensor]) -> bool:
+    """Whether torch's fused kernels accept every tensor in ``params``.
+
+    Plain dense floating-point tensors on a supported device; not complex, sparse, or a
+    tensor subclass such as DTensor (some fused kernels have no sharding rule for it).
+    """
+    devices = _compat.fused_kernel_devices()
+    return bool(params) and all(
+        type(p) in (Tensor, torch.nn.Parameter)
+        and p.device.type in devices
+        and torch.is_floating_point(p)
+        and not p.is_sparse
+        for p in params
+    )
+
+
+def prefers_fused_kernel(params: Sequence[Tensor]) -> bool:
+    """Whether a group of ``params`` whose user chose no implementation runs fused."""
+    # The cheap test first: it runs every step, and most small models stop here.
+    on_fast_path = all(p.device.type == "cuda" for p in params) or all(
+        p.device.type == "cpu" and p.numel() >= CPU_FUSED_MIN_NUMEL for p in params
+    )
+    return on_fast_path and fused_kernel_supports(params)
+
+
+@dataclass(frozen=True)
+class GroupTensors:
+    """What the tensors of one param group allow; worked out once per list of parameters.
+
+    An optimizer step runs for every batch: on a small model, looking at each tensor
+    again every step would cost more than the update itself.
+    """
+
+    #: torch's fused kernel runs the group when the user chose no implementation.
+    fused_by_default: bool
+    #: Every tensor is a plain tensor, so foreach kernels take them all.
+    plain: bool
+
+    @classmethod
+    def of(cls, params: Sequence[Tensor]) -> GroupTensors:
+        return cls(
+            fused_by_default=prefers_fused_kernel(params),
+            plain=all(type(p) in (Tensor, torch.nn.Parameter) for p in params),
+        )
+
+
+def triton_kernel_runs(params: Sequence[Tensor]) -> bool:
+    """Whether ``fused=True`` runs l2optim's Triton kernel for these tensors."""
+    if os.environ.get(TRITON_SWITCH, "0") != "1":
+        return False
+    from l2optim import _triton
+
+    return _triton.available() and _triton.supports(params)
