@@ -53,7 +53,9 @@ _SETTINGS = {
     "adam": frozenset({"lr", "betas", "eps", "amsgrad", "maximize"}),
     "rmsprop": frozenset({"lr", "alpha", "eps", "momentum", "centered", "maximize"}),
 }
-_DECAY_SETTINGS = frozenset({"decoupled_weight_decay", "weight_decay_scaling", "initial_lr"})
+_DECAY_SETTINGS = frozenset(
+    {"decoupled_weight_decay", "weight_decay_scaling", "lr_ref", "initial_lr"}
+)
 
 
 # --------------------------------------------------------------------------- the update rule
@@ -212,8 +214,10 @@ def update_rule(
     if decoupled and settings["maximize"]:
         raise ValueError("batched training does not implement maximize=True with decoupled decay")
     scaling = group.get("weight_decay_scaling", "lr")
-    # FoldTrainer keeps lr constant, so lr_t / lr_ref is 1 under "schedule".
-    scale = float(_decay.decay_scale(scaling, settings["lr"], settings["lr"])) if decoupled else 1.0
+    # FoldTrainer keeps lr constant, so under "schedule" s = lr / lr_ref stays what the
+    # class records at construction (1 unless the class records another lr_ref).
+    lr_ref = _plain(group.get("lr_ref", settings["lr"]))
+    scale = float(_decay.decay_scale(scaling, settings["lr"], lr_ref)) if decoupled else 1.0
     return UpdateRule(kind, settings, decoupled, scale)
 
 
