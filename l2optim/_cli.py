@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import inspect
 import json
 import math
 import multiprocessing
@@ -45,6 +46,8 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "rmsprop": (l2optim.RMSprop, {}),
 }
 MLP_HIDDEN = 32
+#: select_lambda_fast's own default budget, in training runs.
+_FAST_BUDGET = inspect.signature(l2optim.select_lambda_fast).parameters["budget"].default
 
 
 class UsageError(Exception):
@@ -161,6 +164,19 @@ def _build_parser() -> argparse.ArgumentParser:
         "standard error of it (default: %(default)s)",
     )
     search.add_argument(
+        "--fast",
+        action="store_true",
+        help="race λ (l2optim.select_lambda_fast) instead of cross-validating every λ to "
+        "the end: successive halving on epochs over every fold, within --budget training runs",
+    )
+    search.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="RUNS",
+        help=f"with --fast: the most training-run equivalents to spend (default: {_FAST_BUDGET:g})",
+    )
+    search.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -199,11 +215,27 @@ def _check_options(args: argparse.Namespace) -> None:
             raise UsageError(f"{option} must be at least 1, got {value}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a positive number, got {args.lr:g}")
+    _check_fast_options(args)
     for option, path in (("--log", args.log), ("--plot", args.plot)):
         if path is not None and not Path(path).parent.is_dir():
             raise UsageError(
                 f"{option} {path}: directory {str(Path(path).parent)!r} does not exist"
             )
+
+
+def _check_fast_options(args: argparse.Namespace) -> None:
+    """--budget only with --fast; --log and --workers only without (the race runs its
+    folds stacked in this process and keeps no log)."""
+    if not args.fast:
+        if args.budget is not None:
+            raise UsageError("--budget needs --fast")
+        return
+    if args.budget is not None and not (math.isfinite(args.budget) and args.budget > 0):
+        raise UsageError(f"--budget must be a positive number, got {args.budget:g}")
+    if args.log is not None:
+        raise UsageError("--log does not apply to --fast (the race keeps no log)")
+    if args.workers != 1:
+        raise UsageError("--workers does not apply to --fast (its runs train as one stack)")
 
 
 # --------------------------------------------------------------------------- the data
@@ -367,10 +399,20 @@ def _search(
             raise UsageError(f"{exc}; try a smaller --lr") from None
 
 
+def _race(args: argparse.Namespace, trainer: l2optim.FoldTrainer) -> l2optim.LambdaRace:
+    budget = _FAST_BUDGET if args.budget is None else args.budget
+    try:
+        return l2optim.select_lambda_fast(
+            trainer, tuple(args.bounds), budget=budget, folds=args.folds, random_state=args.seed
+        )
+    except ValueError as exc:  # a budget too small, or every λ diverged
+        raise UsageError(f"{exc}") from None
+
+
 # --------------------------------------------------------------------------- the report
 
 
-def _chosen(search: l2optim.LambdaSearch, rule: str) -> float:
+def _chosen(search: l2optim.LambdaSearch | l2optim.LambdaRace, rule: str) -> float:
     if rule == "1se" and search.lambda_1se is not None:
         return search.lambda_1se
     return search.lambda_min
@@ -381,10 +423,12 @@ def _finite_or_none(value: float | None) -> float | None:
 
 
 def _report(
-    args: argparse.Namespace, search: l2optim.LambdaSearch, setting: dict[str, Any]
+    args: argparse.Namespace,
+    search: l2optim.LambdaSearch | l2optim.LambdaRace,
+    setting: dict[str, Any],
 ) -> dict[str, Any]:
     """Everything the command found, as plain JSON-ready values (non-finite → null)."""
-    return {
+    report = {
         **setting,
         "rule": args.rule,
         "lambda": _chosen(search, args.rule),
@@ -399,11 +443,24 @@ def _report(
                 "mean": _finite_or_none(e.mean),
                 "se": _finite_or_none(e.se),
                 "scores": [_finite_or_none(s) for s in e.scores],
-                "seconds": e.seconds,
+                "seconds": _finite_or_none(e.seconds),
             }
             for e in sorted(search.evaluations, key=lambda e: e.lam)
         ],
     }
+    if isinstance(search, l2optim.LambdaRace):
+        report["race"] = {
+            "rungs": [
+                {"epochs": rung.epochs, "lambdas": rung.lambdas.tolist()} for rung in search.rungs
+            ],
+            "epochs": search.final.epochs,
+            "stop": search.stop,
+            "run_equivalents": search.run_equivalents,
+            "optimizer_steps": search.optimizer_steps,
+            "steps_per_run": search.steps_per_run,
+            "seconds": search.seconds,
+        }
+    return report
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -420,10 +477,22 @@ def _print_table(report: dict[str, Any]) -> None:
         se = "" if row["se"] is None else f"{row['se']:.5f}"
         print(f"{row['lambda']:12.4e}  {mean:>10}  {se:>10}{marks.get(row['lambda'], '')}")
     print("scores: validation MSE of the standardised target (1 = predicting the mean)")
+    race = report.get("race")
+    if race is not None:
+        rungs = ", ".join(f"{len(r['lambdas'])} λ × {r['epochs']}" for r in race["rungs"])
+        print(
+            f"race: rungs of {rungs} epochs; the scores above are after {race['epochs']} "
+            f"epochs (stop: {race['stop']})"
+        )
+        print(
+            f"cost: {race['run_equivalents']:.2f} training-run equivalents "
+            f"({race['optimizer_steps']} optimizer steps, {race['steps_per_run']} per run), "
+            f"{race['seconds']:.1f} s"
+        )
     print(f"chosen lambda ({report['rule']}): {report['lambda']:.6g}")
 
 
-def _save_plot(search: l2optim.LambdaSearch, path: str) -> None:
+def _save_plot(search: l2optim.LambdaSearch | l2optim.LambdaRace, path: str) -> None:
     try:
         import matplotlib
 
@@ -441,7 +510,8 @@ def _select_lambda(args: argparse.Namespace) -> int:
     _check_options(args)
     X, y, features, target, name = _load(args)
     torch.set_num_threads(1)  # small models: parallelism comes from --workers
-    search = _search(args, _trainer(args, X, y), len(y))
+    trainer = _trainer(args, X, y)
+    search = _race(args, trainer) if args.fast else _search(args, trainer, len(y))
     setting = {
         "data": name,
         "target": target,

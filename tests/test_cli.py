@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import l2optim
 from l2optim._cli import main
@@ -215,6 +217,11 @@ def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
         (["--demo", "--target", "nope"], "the columns are: age, sex, bmi, bp, s1, s2, s3"),
         (["--demo", "--workers", "0"], "--workers must be at least 1, got 0"),
         (["--demo", "--plot", "{missing}/cv.png"], "does not exist"),
+        (["--demo", "--budget", "5"], "--budget needs --fast"),
+        (["--demo", "--fast", "--budget", "0"], "--budget must be a positive number, got 0"),
+        (["--demo", "--fast", "--log", "{missing}.jsonl"], "--log does not apply to --fast"),
+        (["--demo", "--fast", "--workers", "2"], "--workers does not apply to --fast"),
+        (["--demo", "--fast", "--budget", "0.001"], "budget must be at least"),
     ],
 )
 def test_more_bad_inputs_in_process(tmp_path, capsys, table, args, message):
@@ -234,3 +241,48 @@ def test_shipped_demo_data_is_the_diabetes_table():
     # Efron et al. (2004), table 1: the first patient, and the range of the response.
     assert X[0].tolist() == [59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87] and y[0] == 151
     assert (y.min(), y.max()) == (25, 346)
+
+
+def test_fast_races_within_its_budget_with_the_librarys_numbers(table):
+    done = run_cli(
+        "select-lambda",
+        str(table),
+        "--target",
+        "y",
+        "--epochs",
+        "8",
+        "--fast",
+        "--budget",
+        "6",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    race = report["race"]
+    assert race["run_equivalents"] <= 6
+    assert race["run_equivalents"] == pytest.approx(race["optimizer_steps"] / race["steps_per_run"])
+    # The same race through the library, on the command's standardised data and folds.
+    rows = np.loadtxt(table, delimiter=",", skiprows=1)
+    columns = (rows - rows.mean(0)) / np.where(rows.std(0) > 0, rows.std(0), 1.0)
+    trainer = l2optim.FoldTrainer(
+        partial(torch.nn.Linear, 3, 1),
+        torch.as_tensor(columns[:, :3], dtype=torch.float32),
+        torch.as_tensor(columns[:, 3], dtype=torch.float32),
+        optimizer=l2optim.SGD,
+        optimizer_kwargs={"momentum": 0.9, "lr": 0.01},
+        epochs=8,
+        batch_size=64,
+    )
+    expected = l2optim.select_lambda_fast(trainer, (1e-5, 1.0), budget=6, random_state=0)
+    assert report["lambda_min"] == pytest.approx(expected.lambda_min)
+    means = [row["mean"] for row in report["evaluations"]]
+    np.testing.assert_allclose(means, expected.final.means, rtol=1e-6)
+    assert race["epochs"] == expected.final.epochs
+
+
+def test_fast_prints_its_cost_in_training_runs(table):
+    done = run_cli("select-lambda", str(table), "--target", "y", *FAST, "--fast", "--budget", "8")
+    assert done.returncode == 0, done.stderr
+    cost = [line for line in done.stdout.splitlines() if line.startswith("cost: ")]
+    assert len(cost) == 1 and "training-run equivalents" in cost[0]
+    assert float(cost[0].split()[1]) <= 8
