@@ -21,9 +21,11 @@ seen by a search) every method chooses λ from the training rows; the final mode
 then trained on all the training rows at that λ and scored on the test rows. Methods:
 
 * ``full CV``: ``select_lambda(kfold_objective(FoldTrainer(...), folds=5))``, the
-  exact search (grid of 7, then Brent);
+  exact search (grid of 7, then Brent); with ``--stacked-reference`` the 5 folds of each λ
+  train as one stack (the same numbers to float rounding, a fraction of the wall time);
 * ``race``: ``select_lambda_fast`` at each budget in ``--budgets`` (training runs);
-* ``grid``: a fixed log grid scored on one fold (hold-out), as many λ as the budget buys;
+* ``grid``: a fixed log grid scored on one fold (hold-out), as many λ as the budget buys
+  (trained as one stack: no λ waits for another's score);
 * ``TPE``: Optuna's TPE sampler on ln λ over the same hold-out fold, as many trials as
   the budget buys (3 random start-up trials, then TPE);
 * ``oracle``: the best of 25 λ on the test rows (not a method: the floor).
@@ -47,7 +49,7 @@ import torch
 from torch import nn
 
 import l2optim
-from l2optim._batched import ModelStack
+from l2optim._batched import FoldStacks, ModelStack
 
 FOLDS = 5
 ORACLE_GRID = 25
@@ -74,13 +76,20 @@ def as_float(array: np.ndarray) -> torch.Tensor:
     return torch.tensor(array, dtype=torch.float32)
 
 
+def sklearn_split(load, n_train: int, seed: int):
+    """A scikit-learn dataset's rows split at random into n_train training rows and the rest,
+    the features standardised on the training rows."""
+    x, y = load(return_X_y=True)
+    order = np.random.default_rng(seed).permutation(len(y))
+    train, test = order[:n_train], order[n_train:]
+    x_train, x_test = standardise(x[train], x[test])
+    return as_float(x_train), y[train], as_float(x_test), y[test]
+
+
 def digits(split: int):
     from sklearn.datasets import load_digits
 
-    x, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(split).permutation(len(y))
-    train, test = order[:300], order[300:]
-    x_train, x_test = standardise(x[train], x[test])
+    x_train, y_train, x_test, y_test = sklearn_split(load_digits, 300, split)
     setting = dict(
         model_factory=functools.partial(mlp, 64, 128, 10, nn.ReLU),
         loss=nn.CrossEntropyLoss(),
@@ -89,13 +98,7 @@ def digits(split: int):
         epochs=100,
         batch_size=32,
     )
-    return (
-        as_float(x_train),
-        torch.tensor(y[train]),
-        as_float(x_test),
-        torch.tensor(y[test]),
-        setting,
-    )
+    return x_train, torch.tensor(y_train), x_test, torch.tensor(y_test), setting
 
 
 def noisy_regression(split: int):
@@ -126,10 +129,7 @@ def noisy_regression(split: int):
 def breast_cancer(split: int):
     from sklearn.datasets import load_breast_cancer
 
-    x, y = load_breast_cancer(return_X_y=True)
-    order = np.random.default_rng(2000 + split).permutation(len(y))
-    train, test = order[:200], order[200:]
-    x_train, x_test = standardise(x[train], x[test])
+    x_train, y_train, x_test, y_test = sklearn_split(load_breast_cancer, 200, 2000 + split)
     setting = dict(
         model_factory=functools.partial(mlp, 30, 64, 1, nn.ReLU),
         loss=nn.BCEWithLogitsLoss(),
@@ -138,13 +138,7 @@ def breast_cancer(split: int):
         epochs=100,
         batch_size=20,
     )
-    return (
-        as_float(x_train),
-        as_float(y[train]),
-        as_float(x_test),
-        as_float(y[test]),
-        setting,
-    )
+    return x_train, as_float(y_train), x_test, as_float(y_test), setting
 
 
 PROBLEMS = {
@@ -170,10 +164,25 @@ def run_steps(trainer: l2optim.FoldTrainer) -> int:
 # --------------------------------------------------------------------------- methods
 
 
-def full_cv(trainer, problem, splits, seed):
+class StackedFolds:
+    """``objective(lam)``: the k fold scores of ``FoldTrainer`` at λ, its folds trained as one
+    stack (the same numbers, to float rounding, in a fraction of the wall time)."""
+
+    def __init__(self, trainer: l2optim.FoldTrainer, splits) -> None:
+        self.trainer, self.splits = trainer, splits
+
+    def __call__(self, lam: float) -> tuple[float, ...]:
+        runs = FoldStacks(self.trainer, self.splits, [lam])
+        runs.train_to(self.trainer.epochs)
+        return tuple(runs.scores()[0])
+
+
+def full_cv(trainer, problem, splits, seed, stacked=False):
     objective = l2optim.kfold_objective(trainer, len(trainer.X), folds=FOLDS, random_state=seed)
+    if stacked:
+        objective = StackedFolds(trainer, objective.splits)
     search = l2optim.select_lambda(objective, problem.bounds, progress=False)
-    fold_steps = sum(steps(len(train), trainer) for train, _ in objective.splits)
+    fold_steps = sum(steps(len(train), trainer) for train, _ in splits)
     return search.lambda_min, len(search.evaluations) * fold_steps / run_steps(trainer)
 
 
@@ -188,13 +197,13 @@ def holdout_trials(trainer, budget, splits) -> int:
 
 
 def grid(trainer, problem, splits, seed, budget):
-    train, test = splits[0]
     n = holdout_trials(trainer, budget, splits)
     lambdas = np.geomspace(*problem.bounds, n)
-    scores = [trainer(lam, train, test) for lam in lambdas]
-    return float(lambdas[int(np.argmin(scores))]), n * steps(len(train), trainer) / run_steps(
-        trainer
-    )
+    # A fixed grid needs no answer before its next λ: its runs train as one stack.
+    stack = ModelStack(trainer, splits, [0] * n, lambdas)
+    stack.train(trainer.epochs)
+    chosen = float(lambdas[int(np.argmin(stack.scores()))])
+    return chosen, n * steps(len(splits[0][0]), trainer) / run_steps(trainer)
 
 
 def tpe(trainer, problem, splits, seed, budget):
@@ -229,8 +238,8 @@ def test_losses(setting, x_train, y_train, x_test, y_test, lambdas, seed) -> np.
 # --------------------------------------------------------------------------- the table
 
 
-def run(problem: Problem, n_splits: int, budgets: list[float]) -> None:
-    methods: dict[str, Callable] = {"full CV": full_cv}
+def run(problem: Problem, n_splits: int, budgets: list[float], stacked: bool) -> None:
+    methods: dict[str, Callable] = {"full CV": functools.partial(full_cv, stacked=stacked)}
     for budget in budgets:
         methods[f"race {budget:g}"] = functools.partial(race, budget=budget)
     for budget in budgets:
@@ -281,6 +290,12 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--budgets", default="5,12", help="comma-separated training runs")
     parser.add_argument("--problems", default=",".join(PROBLEMS))
+    parser.add_argument(
+        "--stacked-reference",
+        action="store_true",
+        help="full CV trains the folds of each λ as one stack: the same search on the same "
+        "numbers (to float rounding), not the same wall time",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     budgets = [float(b) for b in args.budgets.split(",")]
@@ -289,7 +304,7 @@ def main() -> None:
         "and its excess over full CV's (one torch thread; a shared machine)"
     )
     for name in args.problems.split(","):
-        run(PROBLEMS[name], args.splits, budgets)
+        run(PROBLEMS[name], args.splits, budgets, args.stacked_reference)
 
 
 if __name__ == "__main__":

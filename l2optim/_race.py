@@ -1,26 +1,30 @@
-"""A race over λ: successive halving on training epochs, then refinement at full length.
+"""A race over λ: successive halving on training epochs, then refinement at the last rung.
 
 Full k-fold CV trains every fold to the end for every λ it scores. The race trains all
-candidates of a log grid for a few epochs on every fold, keeps the best third, trains
-those further (continuing the same runs), and so on: the budget grows geometrically
-while the field shrinks, so most of the cost goes to the few λ that can still win.
-Successive halving (Jamieson & Talwalkar 2016; Li et al. 2017, Hyperband) with two
-changes that weight decay asks for:
+candidates of a log grid for part of the epochs on every fold, keeps some, trains those
+further (continuing the same runs), and so on: the epochs grow geometrically while the
+field shrinks, so most of the cost goes to the few λ that can still win. Successive
+halving (Jamieson & Talwalkar 2016; Li et al. 2018, Hyperband) with three changes that
+weight decay asks for:
 
-* **The field moves right.** Weight decay acts late: early in training a smaller λ
-  almost always scores better, and the best λ of the validation curve grows with the
-  epochs trained (measured in ``benchmarks/lambda_cost.py``). Keeping the best third by
-  score would drop the large λ that win at the end; the race keeps a contiguous window
-  of the grid that starts one step below the current best and extends to larger λ.
-* **Refinement stops when it cannot matter.** At the last rung the best λ and its two
-  neighbours bracket the minimum; while budget is left, the vertex of the parabola
-  through them (in ln λ) is trained and scored too, unless every point of the bracket
-  already lies within ``tolerance`` standard errors of the best mean, where no λ in
-  between can be told apart from it by this cross-validation.
+* **No ranking before it means something.** Early in training a smaller λ almost always
+  scores better (weight decay acts late), so the first rung trains at least a given
+  share of the epochs (:func:`plan_race`); the budget then decides how many λ race.
+* **The field moves right.** The best λ of the validation curve grows with the epochs
+  trained, so the survivors are not the best by score but a contiguous window of the
+  grid that starts a step below the current best and extends to larger λ
+  (:func:`window`).
+* **Refinement stops when it cannot matter.** With budget left at the last rung, the
+  best λ and its neighbours bracket the minimum and Brent's steps on ln λ add λ
+  between them, until every point of the bracket lies within ``tolerance`` standard
+  errors of the best mean (:func:`settled`): no λ in between could then be told apart
+  from it by this cross-validation. A best λ at an end of the field brings in the
+  grid's next λ beyond it instead.
 
-The race only needs contestants that can be trained further and scored; training
-many at once is :class:`l2optim._batched.FoldStacks`'s job, the public entry point is
-:func:`l2optim.select_lambda_fast`.
+``benchmarks/lambda_rankings.py`` measures how early and on how few folds a ranking
+holds. The race only needs contestants that can be trained further and scored
+(:class:`Contestants`); training many at once is :class:`l2optim._batched.FoldStacks`'s
+job, and the public entry point is :func:`l2optim.select_lambda_fast`.
 """
 
 from __future__ import annotations
@@ -168,26 +172,18 @@ def plan_race(
     Raises:
         ValueError: when ``survivors`` λ cannot train one epoch each within ``budget``.
     """
-    for n in range(int(max_candidates), int(survivors) - 1, -1):
-        plan = plan_rungs(
-            n,
-            eta=eta,
-            survivors=survivors,
-            epochs=epochs,
-            cost_per_lambda_epoch=cost_per_lambda_epoch,
-            budget=budget,
-            first_epochs=first_epochs,
-        )
-        if plan is not None:
-            return plan
-    plan = plan_rungs(
-        survivors,
+    options = dict(
         eta=eta,
         survivors=survivors,
         epochs=epochs,
         cost_per_lambda_epoch=cost_per_lambda_epoch,
         budget=budget,
     )
+    for n in range(int(max_candidates), int(survivors) - 1, -1):
+        plan = plan_rungs(n, first_epochs=first_epochs, **options)
+        if plan is not None:
+            return plan
+    plan = plan_rungs(survivors, **options)
     if plan is None:
         least = survivors * cost_per_lambda_epoch
         raise ValueError(

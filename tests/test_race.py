@@ -225,13 +225,46 @@ def test_the_stop_never_stops_outside_the_band_it_claims(curve, tolerance, extra
         assert record.stop == "bound" and best in (0, len(means) - 1)
 
 
+def synthetic_race(
+    grid,
+    *,
+    centre,
+    start,
+    width,
+    folds,
+    noise=0.0,
+    seed=0,
+    eta,
+    budget,
+    tolerance=0.0,
+    refinements=0,
+):
+    """The race on :class:`SyntheticRuns` of 60 epochs; its record and plan."""
+    curve = dict(
+        centre=centre,
+        start=start,
+        width=width,
+        folds=folds,
+        noise=noise,
+        seed=seed,
+        epochs_total=60,
+    )
+    unit = cost_per_lambda_epoch(folds, 60)
+    plan = plan_rungs(
+        len(grid), eta=eta, survivors=3, epochs=60, cost_per_lambda_epoch=unit, budget=budget
+    )
+    record = race(
+        starter(**curve), grid, plan, lean=1, tolerance=tolerance, refinements=refinements
+    )
+    return record, plan
+
+
 def test_refinement_finds_the_minimum_of_a_noiseless_bowl():
     grid = np.exp(np.linspace(-13, 0, 12))
-    curve = dict(centre=-5.3, start=-5.3, width=1.5, folds=5, noise=0.0, seed=0, epochs_total=60)
-    unit = cost_per_lambda_epoch(5, 60)
-    plan = plan_rungs(12, eta=3, survivors=3, epochs=60, cost_per_lambda_epoch=unit, budget=30)
-    record = race(starter(**curve), grid, plan, lean=1, tolerance=0.0, refinements=5)
-    # A parabola in ln λ: the first vertex is exact, and the stop is the repeat of it.
+    record, _ = synthetic_race(
+        grid, centre=-5.3, start=-5.3, width=1.5, folds=5, eta=3, budget=30, refinements=5
+    )
+    # A parabola in ln λ: the first vertex is exact, and stays the best λ scored.
     assert math.log(record.lambda_min) == pytest.approx(-5.3, abs=1e-9)
 
 
@@ -239,11 +272,10 @@ def test_the_window_follows_a_minimum_that_moves_right():
     # The first rung favours λ = e^-6; from half the training on, e^-4 is best. The window
     # keeps the right side of the first rung's best, so the last rung still holds e^-4.
     grid = np.exp(np.linspace(-13, 0, 14))
-    curve = dict(centre=-4.0, start=-6.0, width=1.0, folds=3, noise=0.0, seed=0, epochs_total=60)
-    unit = cost_per_lambda_epoch(3, 60)
-    plan = plan_rungs(14, eta=2, survivors=3, epochs=60, cost_per_lambda_epoch=unit, budget=9)
+    record, plan = synthetic_race(
+        grid, centre=-4.0, start=-6.0, width=1.0, folds=3, eta=2, budget=9
+    )
     assert plan[0][0] < 10 and plan[-1][0] >= 30
-    record = race(starter(**curve), grid, plan, lean=1, tolerance=0.0, refinements=0)
     first = record.rungs[0]
     assert math.log(first.lambdas[np.argmin(first.means)]) == pytest.approx(-6.0)
     assert math.log(record.lambda_min) == pytest.approx(-4.0, abs=1e-6)
@@ -251,12 +283,20 @@ def test_the_window_follows_a_minimum_that_moves_right():
 
 def test_the_steps_counted_are_the_planned_cost():
     grid = np.exp(np.linspace(-10, 0, 9))
-    curve = dict(centre=-5.0, start=-7.0, width=2.0, folds=4, noise=0.01, seed=1, epochs_total=60)
-    unit = cost_per_lambda_epoch(4, 60)
-    plan = plan_rungs(9, eta=3, survivors=3, epochs=60, cost_per_lambda_epoch=unit, budget=4)
-    record = race(starter(**curve), grid, plan, lean=1, tolerance=0.1, refinements=0)
+    record, plan = synthetic_race(
+        grid,
+        centre=-5.0,
+        start=-7.0,
+        width=2.0,
+        folds=4,
+        noise=0.01,
+        seed=1,
+        eta=3,
+        budget=4,
+        tolerance=0.1,
+    )
     assert record.optimizer_steps / (60 * STEPS_PER_EPOCH) == pytest.approx(
-        planned_cost(plan, unit)
+        planned_cost(plan, cost_per_lambda_epoch(4, 60))
     )
 
 
