@@ -135,23 +135,28 @@ def select_lambda_fast(
     :func:`l2optim.select_lambda` on a k-fold objective trains every fold to the end
     for each λ it scores: about 16 λ × k folds. This function races the λ instead:
 
-    1. **The field.** λ on a log grid over ``bounds``, ``per_decade`` per decade (at
-       least ``survivors + 2``).
-    2. **Rungs.** Every λ trains on every fold for a few epochs and is scored; the field
-       shrinks by ``eta`` and the epochs grow by ``eta`` per rung, up to the last rung's
-       ``e_L``, the longest training the budget allows (at most the trainer's epochs).
-       Survivors continue their runs (nothing restarts), so a rung costs only its extra
-       epochs. A λ scored after ``e`` epochs has exactly the score
-       ``FoldTrainer(..., epochs=e)`` gives it.
-    3. **The window.** Weight decay acts late, so an early rung favours small λ. The
-       survivors are a contiguous window of the grid that starts ``lean`` steps below
-       the best λ and extends to larger ones, not the best by score.
-    4. **Refinement.** With budget left, the vertex of the parabola through the best λ
-       of the last rung and its neighbours (in ln λ) is trained to ``e_L`` too, and so
-       on, until the bracket's means all lie within ``tolerance`` standard errors of the
+    1. **The plan.** A log grid over ``bounds`` of at most ``per_decade`` λ per decade
+       races in rungs: the field shrinks by ``eta`` per rung down to ``survivors``, the
+       epochs grow by ``eta`` per rung up to the last rung's ``e_L``. The first rung
+       trains at least ``first_fraction`` of the trainer's epochs (earlier, every
+       ranking favours the smallest λ: weight decay acts late); the budget decides how
+       many λ can race that way (fewer than the grid when it is small), and ``e_L`` is
+       the longest training it then allows. With too little budget for
+       ``survivors`` λ to reach that first rung, they alone race, as long as it allows.
+    2. **Rungs.** Every λ still racing trains on every fold and is scored. Survivors
+       continue their runs (nothing restarts), so a rung costs only its extra epochs;
+       a λ scored after ``e`` epochs has exactly the score ``FoldTrainer(...,
+       epochs=e)`` gives it.
+    3. **The window.** The best λ still grows with the epochs after the first rung, so
+       the survivors are a contiguous window of the grid that starts ``lean`` steps
+       below the best λ and extends to larger ones, not the best by score.
+    4. **Refinement.** With budget left after the plan, λ are added at the last rung
+       (trained to ``e_L``): the grid's next λ when the best is at an end of the
+       field, else Brent's steps on ln λ in the bracket of the best and its neighbours,
+       until the bracket's means all lie within ``tolerance`` standard errors of the
        best: then no λ between them can be told apart by this cross-validation.
     5. **The choice.** ``lambda_min`` is the λ of the lowest mean score among those
-       trained to ``e_L`` (the last rung and its refinements).
+       trained to ``e_L``.
 
     All runs of a rung train together as one stacked model
     (:class:`torch.func.vmap`), which shares the per-step overhead of small models; the
@@ -166,8 +171,10 @@ def select_lambda_fast(
 
     **What it gives up.** The last rung may train for fewer epochs than the final
     model; the window assumes the best λ of longer training is no smaller than that of
-    shorter training, less ``lean`` grid steps. ``benchmarks/lambda_cost.py`` measures
-    the test loss this costs against full k-fold CV.
+    shorter training, less ``lean`` grid steps; the grid is coarser than
+    ``per_decade`` when the budget is small. ``benchmarks/lambda_cost.py`` measures
+    the test loss this costs against full k-fold CV: the default budget (12 runs) is
+    what it took there to stay near full CV; 5 runs did not (see "Choosing λ").
 
     Args:
         trainer: the :class:`~l2optim.FoldTrainer` (model factory, data, loss, score,
@@ -177,9 +184,11 @@ def select_lambda_fast(
         budget: the most training-run equivalents to spend, > 0.
         folds, shuffle, random_state: the k-fold split when ``trainer`` is a
             FoldTrainer, as :func:`l2optim.kfold_splits` makes it.
-        per_decade: grid points per decade of ``bounds``.
+        per_decade: the most grid points per decade of ``bounds``.
         eta: the factor by which the field shrinks and the epochs grow per rung, > 1.
         survivors: λ in the last rung, ≥ 3 (a bracket).
+        first_fraction: the least share of the trainer's epochs the first rung trains,
+            in (0, 1].
         lean: grid steps below the best λ that the window keeps, ≥ 0.
         tolerance: refinement stops when the bracket is within this many standard
             errors, ≥ 0.
@@ -197,7 +206,7 @@ def select_lambda_fast(
     Example:
         >>> trainer = l2optim.FoldTrainer(make_model, X, y, optimizer=l2optim.AdamW,
         ...                               optimizer_kwargs={"lr": 1e-2}, epochs=50)
-        >>> race = l2optim.select_lambda_fast(trainer, bounds=(1e-4, 10.0), budget=5)
+        >>> race = l2optim.select_lambda_fast(trainer, bounds=(1e-4, 10.0), budget=12)
         >>> race.lambda_min, race.run_equivalents
     """
     if isinstance(trainer, KFoldObjective):
