@@ -12,14 +12,16 @@ import sys as _sys
 import torch.optim as _torch_optim
 
 from l2optim import conversions, data
+from l2optim._curve import CVCurve, Evaluation, LambdaAtEdgeWarning
 from l2optim._fast import LambdaRace, select_lambda_fast
 from l2optim._groups import decay_groups
 from l2optim._kfold import KFoldObjective, kfold_objective, kfold_splits
-from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW, with_weight_decay
+from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW
 from l2optim._ridge import RidgeCVResult, ridge_cv
 from l2optim._search import LambdaSearch, ObjectiveError, select_lambda
 from l2optim._torch_state import to_torch_state_dict
-from l2optim._trainer import FoldTrainer
+from l2optim._trainer import FoldTrainer, Standardized
+from l2optim._with_weight_decay import with_weight_decay
 
 __version__ = "0.1.0"
 
@@ -28,6 +30,9 @@ __all__ = [
     "SGDW",
     "Adam",
     "AdamW",
+    "CVCurve",
+    "Evaluation",
+    "LambdaAtEdgeWarning",
     "LambdaRace",
     "LambdaSearch",
     "ObjectiveError",
@@ -36,6 +41,7 @@ __all__ = [
     "RMSprop",
     "RMSpropW",
     "RidgeCVResult",
+    "Standardized",
     "conversions",
     "data",
     "decay_groups",

@@ -39,7 +39,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from l2optim import _decay
 from l2optim._groups import decay_groups
-from l2optim._trainer import FoldTrainer
+from l2optim._trainer import FoldTrainer, _aligned
 
 __all__ = ["FoldStacks", "ModelStack", "UpdateRule", "update_rule"]
 
@@ -274,12 +274,22 @@ class ModelStack:
         self._test_rows = {
             f: torch.as_tensor(np.asarray(splits[f][1]), dtype=torch.long) for f in used
         }
+        # Each fold's X and y as FoldTrainer sees them: scaled on that fold's training rows
+        # when it standardises (one shared copy otherwise), the scaling stacked per copy.
+        data = {f: trainer._data(self._train_rows[f]) for f in used}
+        self._slot = {f: (used.index(f) if trainer.standardize else 0) for f in used}
+        slots = used if trainer.standardize else used[:1]
+        self._X = torch.stack([data[f].X for f in slots])
+        self._y = torch.stack([data[f].y for f in slots])
         sizes = {len(rows) for rows in self._train_rows.values()}
         if len(sizes) != 1:
             raise ValueError(
-                f"every fold of a ModelStack needs the same number of training rows, got {sorted(sizes)}"
+                "every fold of a ModelStack needs the same number of training rows, got "
+                f"{sorted(sizes)}"
             )
         self.folds = torch.as_tensor([int(f) for f in folds], dtype=torch.long)
+        self._copy_slot = torch.as_tensor([self._slot[int(f)] for f in self.folds])
+        self._y_mean, self._y_scale = self._target_scaling(data)
         dtype = trainer.X.dtype if trainer.X.is_floating_point() else torch.get_default_dtype()
         self.lambdas = torch.as_tensor([float(v) for v in lambdas], dtype=dtype)
         if not (torch.isfinite(self.lambdas).all() and (self.lambdas >= 0).all()):
@@ -305,10 +315,8 @@ class ModelStack:
         self.epochs = 0
         self._steps = 0  # optimizer steps of one copy (Adam's bias correction)
         self.optimizer_steps = 0
-        self._loss_and_grad = vmap(
-            grad_and_value(self._training_loss), in_dims=(0, 0, 0), randomness="different"
-        )
-        self._score = vmap(self._validation_score, in_dims=(0, 0, 0), randomness="different")
+        self._loss_and_grad = vmap(grad_and_value(self._training_loss), randomness="different")
+        self._score = vmap(self._validation_score, randomness="different")
 
     def __len__(self) -> int:
         return len(self.folds)
@@ -329,11 +337,29 @@ class ModelStack:
     def _forward(self, params: dict[str, Tensor], buffers: dict[str, Tensor]):
         return lambda x: functional_call(self._model, ({**params, **self._fixed}, buffers), (x,))
 
-    def _training_loss(self, params, buffers, rows):
-        return self.trainer._apply(self.trainer.loss, self._forward(params, buffers), rows)
+    def _target_scaling(self, data: dict[int, Any]) -> tuple[Tensor, Tensor]:
+        """Per copy, the mean and scale that take a prediction back to y's units."""
+        ones = torch.ones((), dtype=self.trainer.y.dtype)
+        y_mean, y_scale = [], []
+        for f in self.folds.tolist():
+            scaling = data[f].scaling
+            y_mean.append(ones * 0 if scaling is None else scaling.y_mean)
+            y_scale.append(ones if scaling is None else scaling.y_scale)
+        return torch.stack(y_mean), torch.stack(y_scale)
 
-    def _validation_score(self, params, buffers, rows):
-        return self.trainer._apply(self.trainer.score, self._forward(params, buffers), rows)
+    def _inputs(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Per copy, X and y (as its fold's trainer sees them) of its rows."""
+        slot = self._copy_slot[:, None]
+        return self._X[slot, rows], self._y[slot, rows]
+
+    def _training_loss(self, params, buffers, x, y):
+        return self.trainer.loss(*_aligned(self._forward(params, buffers)(x), y))
+
+    def _validation_score(self, params, buffers, x, y, y_mean, y_scale):
+        prediction = self._forward(params, buffers)(x)
+        if self.trainer.standardize:
+            prediction = prediction * y_scale + y_mean
+        return self.trainer.score(*_aligned(prediction, y))
 
     def train(self, epochs: int = 1) -> None:
         """Train every copy for ``epochs`` more epochs."""
@@ -350,7 +376,9 @@ class ModelStack:
                 )
                 for fold_rows in batches:
                     rows = torch.stack(fold_rows)[copy_fold]
-                    grads, losses = self._loss_and_grad(self.params, self.buffers, rows)
+                    grads, losses = self._loss_and_grad(
+                        self.params, self.buffers, *self._inputs(rows)
+                    )
                     self.finite &= torch.isfinite(losses.detach())
                     self._steps += 1
                     self.rule.step(
@@ -365,7 +393,11 @@ class ModelStack:
         self._model.eval()
         rows = torch.stack([self._test_rows[int(f)] for f in self.folds])
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            values = self._score(self.params, self.buffers, rows).double().cpu().numpy()
+            x, _ = self._inputs(rows)
+            # Scored against y itself, in its units, as FoldTrainer scores.
+            y = self.trainer.y[rows]
+            values = self._score(self.params, self.buffers, x, y, self._y_mean, self._y_scale)
+            values = values.double().cpu().numpy()
         values = np.where(self.finite.cpu().numpy() & np.isfinite(values), values, np.inf)
         return values
 
@@ -378,6 +410,8 @@ class ModelStack:
         self.state = {n: {k: select(v) for k, v in s.items()} for n, s in self.state.items()}
         self.finite = select(self.finite)
         self.folds = select(self.folds)
+        self._copy_slot = select(self._copy_slot)
+        self._y_mean, self._y_scale = select(self._y_mean), select(self._y_scale)
         self.lambdas = select(self.lambdas)
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ module breaks, loudly and in one place (``tests/test_compat.py`` checks each ass
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from torch.utils import _foreach_utils
 
 __all__ = [
     "NORM_BASE",
+    "dask_client_of",
     "default_foreach",
     "foreach_add",
     "foreach_div",
@@ -135,3 +137,23 @@ def grad_mode_step(step: Callable[..., Any]) -> Callable[..., Any]:
             torch.set_grad_enabled(previous)
 
     return run
+
+
+# -- dask --------------------------------------------------------------------------------
+
+
+def dask_client_of(executor: Any) -> Any:
+    """The ``dask.distributed.Client`` behind ``executor``, or None for anything else.
+
+    A Client is its own; the executor a Client gives (``client.get_executor()``) keeps its
+    client in a private attribute, the one name reached here.
+    """
+    # Only a process that made a dask client has distributed imported: never import it.
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    if isinstance(executor, distributed.Client):
+        return executor
+    if isinstance(executor, distributed.cfexecutor.ClientExecutor):
+        return executor._client
+    return None

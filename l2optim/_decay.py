@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from l2optim import _compat
+from l2optim._validation import check_real
 
 __all__ = [
     "WEIGHT_DECAY_SCALINGS",
@@ -43,9 +44,12 @@ Scalar = float | Tensor
 
 
 def check_weight_decay(weight_decay: Scalar, where: str = "weight_decay") -> None:
-    """Raise ``ValueError`` unless λ is a finite, non-negative number."""
-    value = float(weight_decay) if isinstance(weight_decay, Tensor) else weight_decay
-    if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+    """``TypeError`` unless λ is a real number; ``ValueError`` unless finite and ≥ 0.
+
+    The value error keeps torch.optim's wording ("Invalid weight_decay value: ...").
+    """
+    value = check_real(where, weight_decay)
+    if not math.isfinite(value) or value < 0:
         raise ValueError(f"Invalid {where} value: {weight_decay!r} (must be a finite number >= 0)")
 
 

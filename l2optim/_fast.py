@@ -14,35 +14,41 @@ from typing import Any
 import numpy as np
 
 from l2optim._batched import FoldStacks
+from l2optim._curve import CVCurve, Evaluation, one_standard_error_lambda
 from l2optim._kfold import KFoldObjective, kfold_splits
 from l2optim._race import Rung, plan_race, planned_cost, race
-from l2optim._search import Evaluation, check_bounds, one_standard_error_lambda, plot_cv_curve
 from l2optim._trainer import FoldTrainer
+from l2optim._validation import (
+    check_bounds,
+    check_count,
+    check_non_negative,
+    check_positive,
+)
 
 __all__ = ["LambdaRace", "select_lambda_fast"]
 
 DEFAULT_BUDGET = 12.0
 
 
-@dataclass(frozen=True)
-class LambdaRace:
-    """What :func:`select_lambda_fast` found, and what it cost.
+@dataclass(frozen=True, eq=False)
+class LambdaRace(CVCurve):
+    """What :func:`select_lambda_fast` found, and what it cost: a :class:`l2optim.CVCurve`.
+
+    The curve (``lambdas``, ``cv_mean``, ``cv_se``, ``lambda_1se``, ``plot()``) is the last
+    rung's, refinements included: every λ on it trained the same epochs on every fold.
+    ``lambda_min`` is its λ of lowest mean; ``at_edge`` says when that is an end of
+    ``bounds`` (a λ at an end of the last rung alone is the race's to move past).
 
     Attributes:
-        lambda_min: the chosen λ: the lowest mean score of the last rung, refinements
-            included.
-        lambda_1se: the largest λ of the last rung whose mean is within one standard
-            error of the lowest (the one-standard-error rule), or None.
+        evaluations: the last rung as :class:`l2optim.Evaluation` records (λ, per-fold
+            scores, mean, standard error); ``cost`` is the optimizer steps that λ took on
+            all folds, ``seconds`` is NaN (the runs trained together).
         rungs: every rung of the race: after ``epochs`` epochs on every fold, the
             per-fold scores of the λ still racing.
         final: the last rung with the λ added by refinement, all trained as long.
-        evaluations: the last rung as :class:`~l2optim._search.Evaluation` records (λ,
-            per-fold scores, mean, standard error), the CV curve at the longest training
-            the race ran; ``seconds`` is NaN (the runs trained together).
         stop: why refinement ended: ``"settled"`` (the bracket's means are within
             ``tolerance`` standard errors of the best), ``"budget"``, ``"no bracket"``
             (the best λ is at an end of the field) or ``"repeat"``.
-        bounds: the search interval.
         optimizer_steps: optimizer steps taken, each run's steps counted (m runs
             trained together for s steps count m·s).
         steps_per_run: the steps of one training run on all the samples, the unit of
@@ -50,13 +56,10 @@ class LambdaRace:
         seconds: wall-clock time of the search.
     """
 
-    lambda_min: float
-    lambda_1se: float | None
+    evaluations: tuple[Evaluation, ...]
     rungs: tuple[Rung, ...]
     final: Rung
-    evaluations: tuple[Evaluation, ...]
     stop: str
-    bounds: tuple[float, float]
     optimizer_steps: int
     steps_per_run: int
     seconds: float
@@ -66,9 +69,19 @@ class LambdaRace:
         """The cost in training runs: ``optimizer_steps / steps_per_run``."""
         return self.optimizer_steps / self.steps_per_run
 
+    @property
+    def at_edge(self) -> str | None:
+        """``"lower"`` or ``"upper"`` when λ_min is an end of ``bounds``, else ``None``."""
+        lo, hi = self.bounds
+        if self.lambda_min <= lo:
+            return "lower"
+        if self.lambda_min >= hi:
+            return "upper"
+        return None
+
     def plot(self, ax: Any = None) -> Any:
-        """Draw the race: each rung's mean score against λ, lighter for shorter training;
-        the last rung with its standard errors, λ_min and λ_1se marked.
+        """Draw the race: the last rung as the CV curve (mean ± SE, λ_min and λ_1se
+        marked) over each earlier rung's means, lighter for shorter training.
 
         Args:
             ax: a matplotlib ``Axes``; a new figure when ``None``.
@@ -76,39 +89,19 @@ class LambdaRace:
         Returns:
             The axes drawn on.
         """
-        final = self.final
-        ax = plot_cv_curve(
-            ax, final.lambdas, final.means, final.standard_errors, self.lambda_min, self.lambda_1se
-        )
+        ax = super().plot(ax)
         for position, rung in enumerate(self.rungs[:-1]):
             shade = 0.35 + 0.45 * position / max(len(self.rungs) - 1, 1)
-            ax.plot(
-                rung.lambdas,
-                rung.means,
-                "o-",
-                ms=3,
-                color=str(1 - shade),
-                label=f"after {rung.epochs} epochs",
-            )
+            ax.plot(rung.lambdas, rung.means, "o-", ms=3, color=str(1 - shade),
+                    label=f"after {rung.epochs} epochs")
         ax.set_title(f"race: {self.run_equivalents:.2f} training runs")
         ax.legend()
         return ax
 
 
-def _count(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _positive(value: Any, name: str, *, low: float = 0.0, inclusive: bool = False) -> float:
-    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool)
-    if ok:
-        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+def _check_range(name: str, value: float, allowed: str, ok: bool) -> None:
     if not ok:
-        relation = ">=" if inclusive else ">"
-        raise ValueError(f"{name} must be a finite number {relation} {low:g}, got {value!r}")
-    return float(value)
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _steps_per_epoch(rows: int, batch_size: int | None) -> int:
@@ -117,7 +110,7 @@ def _steps_per_epoch(rows: int, batch_size: int | None) -> int:
 
 def select_lambda_fast(
     trainer: FoldTrainer | KFoldObjective,
-    bounds: tuple[float, float] = (1e-6, 1.0),
+    bounds: tuple[float, float] | None = None,
     *,
     budget: float = DEFAULT_BUDGET,
     folds: int = 5,
@@ -180,7 +173,9 @@ def select_lambda_fast(
         trainer: the :class:`~l2optim.FoldTrainer` (model factory, data, loss, score,
             optimizer and its arguments, decoupled flag, epochs, batch size, seed), or a
             :class:`~l2optim.KFoldObjective` over one, whose folds are then used.
-        bounds: ``(lo, hi)`` with :math:`0 < lo < hi < \infty`.
+        bounds: ``(lo, hi)`` with :math:`0 < lo < hi < \infty`; by default the trainer's
+            :meth:`~l2optim.FoldTrainer.default_bounds` for the largest training fold, as
+            :func:`l2optim.select_lambda` takes them.
         budget: the most training-run equivalents to spend, > 0.
         folds, shuffle, random_state: the k-fold split when ``trainer`` is a
             FoldTrainer, as :func:`l2optim.kfold_splits` makes it.
@@ -194,13 +189,17 @@ def select_lambda_fast(
             errors, ≥ 0.
 
     Returns:
-        A :class:`LambdaRace` with ``lambda_min``, ``lambda_1se``, the rungs, the cost
-        and ``plot()``.
+        A :class:`l2optim.LambdaRace`: a :class:`l2optim.CVCurve` (``lambda_min``,
+        ``lambda_1se``, ``at_edge``, ``plot()``) with the rungs and the cost.
+
+    Warns:
+        LambdaAtEdgeWarning: ``lambda_min`` is an end of ``bounds``.
 
     Raises:
         TypeError: ``trainer`` is not a FoldTrainer or a KFoldObjective over one, or its
             optimizer is not an SGD, Adam or RMSprop.
-        ValueError: a bad argument (named), a budget too small for one epoch per rung,
+        TypeError: an argument of the wrong type (named).
+        ValueError: a bad argument value (named, with what is allowed), a budget too small for one epoch per rung,
             or every λ diverged.
 
     Example:
@@ -219,19 +218,21 @@ def select_lambda_fast(
             "trainer must be a FoldTrainer or a KFoldObjective over one, got "
             f"{type(trainer).__name__}"
         )
-    lo, hi = check_bounds(bounds)
-    budget = _positive(budget, "budget")
-    per_decade = _positive(per_decade, "per_decade")
-    first_fraction = _positive(first_fraction, "first_fraction")
-    if first_fraction > 1:
-        raise ValueError(f"first_fraction must be in (0, 1], got {first_fraction!r}")
-    eta = _positive(eta, "eta", low=1.0)
-    survivors = _count(survivors, "survivors", 3)
-    lean = _count(lean, "lean", 0)
-    tolerance = _positive(tolerance, "tolerance", inclusive=True)
+    budget = check_positive("budget", budget)
+    per_decade = check_positive("per_decade", per_decade)
+    fraction = check_positive("first_fraction", first_fraction)
+    _check_range("first_fraction", first_fraction, "in (0, 1]", fraction <= 1)
+    eta = check_positive("eta", eta)
+    _check_range("eta", eta, "> 1", eta > 1)
+    survivors = check_count("survivors", survivors, low=3)
+    lean = check_count("lean", lean, low=0)
+    tolerance = check_non_negative("tolerance", tolerance)
     n = len(trainer.X)
     if splits is None:
         splits = kfold_splits(n, folds, shuffle=shuffle, random_state=random_state)
+    if bounds is None:
+        bounds = trainer.default_bounds(max(len(train) for train, _ in splits))
+    lo, hi = check_bounds(bounds)
 
     start_time = time.perf_counter()
     steps_per_run = trainer.epochs * _steps_per_epoch(n, trainer.batch_size)
@@ -246,7 +247,7 @@ def select_lambda_fast(
         epochs=trainer.epochs,
         cost_per_lambda_epoch=cost_per_lambda_epoch,
         budget=budget,
-        first_epochs=max(1, math.ceil(first_fraction * trainer.epochs)),
+        first_epochs=max(1, math.ceil(fraction * trainer.epochs)),
     )
     grid = np.geomspace(lo, hi, plan[0][1])
     left = budget - planned_cost(plan, cost_per_lambda_epoch)
@@ -260,20 +261,29 @@ def select_lambda_fast(
         refinements=refinements,
     )
     final = record.final
+    # Every λ of the last rung trained its epochs on every fold, survivors and added λ alike.
+    steps_per_lambda = fold_steps * final.epochs
     evaluations = tuple(
-        Evaluation.from_scores(lam, scores, math.nan)
+        Evaluation.from_scores(lam, scores, math.nan, cost=steps_per_lambda)
         for lam, scores in zip(final.lambdas, final.scores, strict=True)
     )
-    lambda_1se = one_standard_error_lambda(final.lambdas, final.means, final.standard_errors)
-    return LambdaRace(
+    lambdas, means, ses = CVCurve._points(
+        [e.lam for e in evaluations], [e.mean for e in evaluations], [e.se for e in evaluations]
+    )
+    found = LambdaRace(
+        lambdas=lambdas,
+        cv_mean=means,
+        cv_se=ses,
         lambda_min=record.lambda_min,
-        lambda_1se=lambda_1se,
+        lambda_1se=one_standard_error_lambda(lambdas, means, ses),
+        bounds=(lo, hi),
+        evaluations=evaluations,
         rungs=record.rungs,
         final=final,
-        evaluations=evaluations,
         stop=record.stop,
-        bounds=(lo, hi),
         optimizer_steps=record.optimizer_steps,
         steps_per_run=steps_per_run,
         seconds=time.perf_counter() - start_time,
     )
+    found._warn_if_at_edge()
+    return found

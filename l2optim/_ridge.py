@@ -18,13 +18,18 @@ one factorisation serves every λ, and a whole grid of λ is scored in one matri
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
 
-from l2optim._search import grid_then_brent, one_standard_error_lambda, plot_cv_curve
+from l2optim._curve import CVCurve, one_standard_error_lambda
+from l2optim._kfold import kfold_splits
+from l2optim._search import grid_then_brent
+from l2optim._validation import check_bool, check_bounds
 
 __all__ = ["RidgeCVResult", "ridge_cv"]
 
@@ -75,19 +80,31 @@ def _thin_svd(x: np.ndarray) -> _ThinSVD:
 
 @dataclass(frozen=True)
 class _CentredData:
-    """X and y centred on the training rows' means (zero means when no intercept)."""
+    """X and y centred on the training rows' means (zero means when no intercept), and X's
+    columns divided by their standard deviations there when standardising (else by 1)."""
 
     x: np.ndarray
     y: np.ndarray  # (n, k)
     x_mean: np.ndarray
     y_mean: np.ndarray
+    x_scale: np.ndarray
 
     @classmethod
-    def of(cls, x: np.ndarray, y: np.ndarray, fit_intercept: bool) -> _CentredData:
+    def of(
+        cls, x: np.ndarray, y: np.ndarray, fit_intercept: bool, standardize: bool
+    ) -> _CentredData:
+        x_scale = np.ones(x.shape[1])
+        if standardize:
+            sd = x.std(axis=0)
+            x_scale = np.where(sd > 0, sd, 1.0)  # a constant column stays as it is
         if not fit_intercept:
-            return cls(x, y, np.zeros(x.shape[1]), np.zeros(y.shape[1]))
+            return cls(x / x_scale, y, np.zeros(x.shape[1]), np.zeros(y.shape[1]), x_scale)
         x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-        return cls(x - x_mean, y - y_mean, x_mean, y_mean)
+        return cls((x - x_mean) / x_scale, y - y_mean, x_mean, y_mean, x_scale)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Other rows of X, centred and scaled as the training rows were."""
+        return (x - self.x_mean) / self.x_scale
 
 
 # --------------------------------------------------------------------------- CV scores
@@ -106,10 +123,9 @@ class _FullDataCV:
     :math:`\\mathrm{tr}(H)/n`, and uses the all-sample fit's own :math:`\\alpha = n\\lambda`.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, fit_intercept: bool, cv: str) -> None:
-        data = _CentredData.of(x, y, fit_intercept)
-        self.x_mean, self.y_mean = data.x_mean, data.y_mean
-        self.n = x.shape[0]
+    def __init__(self, data: _CentredData, fit_intercept: bool, cv: str) -> None:
+        self.data = data
+        self.n = data.x.shape[0]
         self.cv = cv
         self.intercept_leverage = 1.0 / self.n if fit_intercept else 0.0
         self.svd = _thin_svd(data.x)
@@ -123,10 +139,12 @@ class _FullDataCV:
 
     def fit(self, lam: float) -> tuple[np.ndarray, np.ndarray]:
         """:math:`w = V\\,\\mathrm{diag}(s/(s^2+n\\lambda))\\,U^\\top y_c` (p, k) and
-        :math:`b = \\bar y - \\bar x^\\top w` (k,), the all-sample fit at λ."""
+        :math:`b = \\bar y - \\bar x^\\top w` (k,), the all-sample fit at λ, in the
+        units of X (a standardised column's weight divided by its scale)."""
         s = self.svd.s
         coef = self.svd.v @ ((s / (s**2 + self.n * lam))[:, None] * self.uty)
-        return coef, self.y_mean - self.x_mean @ coef
+        coef = coef / self.data.x_scale[:, None]
+        return coef, self.data.y_mean - self.data.x_mean @ coef
 
     def per_sample_errors(self, lambdas: np.ndarray) -> np.ndarray:
         """The n per-sample CV errors for each λ, averaged over targets; shape (n, m)."""
@@ -157,18 +175,24 @@ class _KFoldCV:
     """k-fold scores: one SVD per training fold, reused for every λ.
 
     Fold j's model minimises the library's loss on its :math:`n_j` training rows,
-    i.e. penalty :math:`\\alpha = n_j\\lambda`, with its own intercept.
+    i.e. penalty :math:`\\alpha = n_j\\lambda`, with its own intercept and, when
+    standardising, its own feature scales.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, fit_intercept: bool, n_folds: int) -> None:
-        n = x.shape[0]
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        fit_intercept: bool,
+        standardize: bool,
+        splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    ) -> None:
         self.folds: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
-        for test in np.array_split(np.arange(n), n_folds):
-            train = np.setdiff1d(np.arange(n), test, assume_unique=True)
-            data = _CentredData.of(x[train], y[train], fit_intercept)
+        for train, test in splits:
+            data = _CentredData.of(x[train], y[train], fit_intercept, standardize)
             svd = _thin_svd(data.x)
             # Held-out rows in the training SVD's coordinates, and the training targets.
-            test_scores = (x[test] - data.x_mean) @ svd.v * svd.s  # (n_test, r), scaled by s
+            test_scores = data.transform(x[test]) @ svd.v * svd.s  # (n_test, r), scaled by s
             test_targets = y[test] - data.y_mean
             self.folds.append((test_scores, svd.s, svd.u.T @ data.y, test_targets, len(train)))
 
@@ -191,39 +215,27 @@ class _KFoldCV:
 
 
 @dataclass(frozen=True, eq=False)
-class RidgeCVResult:
-    """What :func:`ridge_cv` found.
+class RidgeCVResult(CVCurve):
+    """What :func:`ridge_cv` found: a :class:`l2optim.CVCurve` and the fit at λ_min.
+
+    The curve's ``lambdas``, ``cv_mean``, ``cv_se`` (CV mean squared errors and their
+    standard errors), ``lambda_min``, ``lambda_1se``, ``bounds``, ``at_edge`` and
+    ``plot()`` are :class:`l2optim.CVCurve`'s; ``lambda_1se`` is refined to where the CV
+    curve crosses the one-SE threshold when ``ridge_cv`` searched.
 
     Attributes:
-        lambda_min: the λ with the lowest CV mean squared error.
-        lambda_1se: the largest λ whose CV error is within one standard error of the
-            lowest (glmnet's ``lambda.1se``).
         coef: :math:`w^*` at ``lambda_min``, shape (p,) or (p, k), so that the
             prediction is ``X @ coef + intercept``. A torch tensor when X was one.
         intercept: :math:`b^*` at ``lambda_min`` (0 without ``fit_intercept``); a float,
             or shape (k,) for 2-D y.
-        lambdas: every λ evaluated, ascending.
-        cv_mean: the CV mean squared error at each λ.
-        cv_se: its standard error at each λ.
         n_evaluations: how many λ were evaluated.
         cv: the scheme: ``"loo"``, ``"gcv"`` or the number of folds.
     """
 
-    lambda_min: float
-    lambda_1se: float | None
     coef: Any
     intercept: Any
-    lambdas: np.ndarray
-    cv_mean: np.ndarray
-    cv_se: np.ndarray
     n_evaluations: int
     cv: str | int
-
-    def plot(self, ax: Any = None) -> Any:
-        """Plot the CV curve (mean ± SE against λ) with λ_min and λ_1se marked."""
-        return plot_cv_curve(
-            ax, self.lambdas, self.cv_mean, self.cv_se, self.lambda_min, self.lambda_1se
-        )
 
 
 # --------------------------------------------------------------------------- input checks
@@ -235,7 +247,7 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array or tensor") from None
+        raise TypeError(f"{name} must be a numeric array or tensor, got {value!r}") from None
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or infinite values; it must be finite")
     return array
@@ -258,15 +270,45 @@ def _check_data(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return x_array, y_array.reshape(n, -1)
 
 
-def _check_cv(cv: Any, n: int) -> str | int:
-    if isinstance(cv, str) and cv in ("loo", "gcv"):
-        return cv
-    if isinstance(cv, int | np.integer) and not isinstance(cv, bool) and 2 <= cv <= n:
-        return int(cv)
-    raise ValueError(
-        f"cv must be 'loo', 'gcv' or an integer number of folds k with 2 <= k <= n_samples "
-        f"(= {n}); got {cv!r}"
-    )
+_CV_ALLOWED = (
+    "cv must be 'loo', 'gcv', an integer number of folds k with 2 <= k <= n_samples (= {n}), "
+    "or a sequence of at least 2 (train, test) index pairs; got {cv!r}"
+)
+
+
+def _check_splits(cv: Any, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``cv`` as a list of (train, test) integer index arrays into ``range(n)``."""
+    try:
+        splits = [tuple(np.asarray(part) for part in pair) for pair in cv]
+    except TypeError:
+        raise TypeError(_CV_ALLOWED.format(n=n, cv=cv)) from None
+    for pair in splits:
+        if len(pair) != 2 or any(
+            part.ndim != 1 or part.size == 0 or part.dtype.kind not in "iu"
+            or part.min() < 0 or part.max() >= n for part in pair
+        ):
+            raise ValueError(_CV_ALLOWED.format(n=n, cv=cv))
+    if len(splits) < 2:
+        raise ValueError(_CV_ALLOWED.format(n=n, cv=cv))
+    return splits
+
+
+def _check_cv(
+    cv: Any, n: int, shuffle: bool, random_state: int | None
+) -> tuple[str | int, list[tuple[np.ndarray, np.ndarray]] | None]:
+    """The scheme's name and, for k-fold, its splits (kfold_splits for an int k)."""
+    if isinstance(cv, str):
+        if cv not in ("loo", "gcv"):
+            raise ValueError(_CV_ALLOWED.format(n=n, cv=cv))
+        return cv, None
+    if isinstance(cv, bool):
+        raise TypeError(_CV_ALLOWED.format(n=n, cv=cv))
+    if isinstance(cv, Integral):
+        if not 2 <= cv <= n:
+            raise ValueError(_CV_ALLOWED.format(n=n, cv=cv))
+        return int(cv), kfold_splits(n, int(cv), shuffle=shuffle, random_state=random_state)
+    splits = _check_splits(cv, n)
+    return len(splits), splits
 
 
 def _check_lambdas(lambdas: Any) -> np.ndarray:
@@ -300,10 +342,10 @@ class _CurveRecorder:
         return self.curve[lam][0]
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lambdas = np.array(sorted(self.curve))
-        means = np.array([self.curve[lam][0] for lam in lambdas])
-        ses = np.array([self.curve[lam][1] for lam in lambdas])
-        return lambdas, means, ses
+        """``(lambdas, means, ses)``, ascending in λ."""
+        return CVCurve._points(
+            self.curve, [m for m, _ in self.curve.values()], [s for _, s in self.curve.values()]
+        )
 
 
 def _search_bounds(full: _FullDataCV) -> tuple[float, float]:
@@ -336,6 +378,7 @@ def _refine_lambda_1se(recorder: _CurveRecorder, lambda_1se: float) -> float:
 
 
 def _search(recorder: _CurveRecorder, bounds: tuple[float, float]) -> tuple[float, float | None]:
+    # Exact scores: no noise-aware stop, Brent refines to _XTOL.
     """λ_min by grid + Brent, and λ_1se refined between evaluated points."""
     n_grid = 1 + round(_GRID_PER_DECADE * math.log10(bounds[1] / bounds[0]))
     lambda_min = grid_then_brent(
@@ -350,16 +393,14 @@ def _search(recorder: _CurveRecorder, bounds: tuple[float, float]) -> tuple[floa
 def _to_input_type(like: Any, array: np.ndarray) -> Any:
     """``array`` as a tensor of X's floating dtype and device when X is a tensor."""
     if not hasattr(like, "detach"):
-        return float(array) if array.ndim == 0 else _read_only(array)
+        if array.ndim == 0:
+            return float(array)
+        array.setflags(write=False)
+        return array
     import torch
 
     dtype = like.dtype if like.is_floating_point() else torch.float64
     return torch.as_tensor(array, dtype=dtype, device=like.device)
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.setflags(write=False)
-    return array
 
 
 def ridge_cv(
@@ -367,8 +408,12 @@ def ridge_cv(
     y: Any,
     *,
     lambdas: Any = None,
-    cv: str | int = "loo",
+    cv: str | int | Sequence[tuple[Any, Any]] = "loo",
     fit_intercept: bool = True,
+    standardize: bool = False,
+    shuffle: bool = True,
+    random_state: int | None = 0,
+    bounds: tuple[float, float] | None = None,
 ) -> RidgeCVResult:
     """Ridge regression with λ chosen by exact leave-one-out, GCV or k-fold CV.
 
@@ -388,12 +433,10 @@ def ridge_cv(
         X: design, shape (n, p); a numpy array or torch tensor.
         y: targets, shape (n,) or (n, k); with k targets one λ is chosen for all, by
             the CV error averaged over targets.
-        lambdas: λ values to score (all > 0). ``None``: the search over
-            :math:`[10^{-6}L, 10^{3}L]`, L the largest eigenvalue of
-            :math:`X_c^\\top X_c/n` — a log grid of 4 points per decade, then bounded
-            Brent on :math:`\\ln\\lambda` between the grid neighbours of the best point,
-            giving a continuous optimum; λ_1se is then refined to where the CV curve
-            crosses the one-SE threshold.
+        lambdas: λ values to score (all > 0). ``None``: the search over ``bounds`` — a
+            log grid of 4 points per decade, then bounded Brent on :math:`\\ln\\lambda`
+            between the grid neighbours of the best point, giving a continuous optimum;
+            λ_1se is then refined to where the CV curve crosses the one-SE threshold.
         cv: the CV error, always a mean squared error:
 
             * ``"loo"``: exact leave-one-out. Mean of the n per-sample squared errors
@@ -401,46 +444,80 @@ def ridge_cv(
               (``ddof=1``) / :math:`\\sqrt n`.
             * ``"gcv"``: generalised CV, per-sample terms
               :math:`e_i^2/(1-\\mathrm{tr}(H)/n)^2` summarised the same way.
-            * an int k: k-fold CV on contiguous folds (scikit-learn's ``KFold`` without
-              shuffling — shuffle ordered data first). Mean of the k fold MSEs; standard
-              error = their standard deviation (``ddof=1``) / :math:`\\sqrt k`.
+            * an int k: k-fold CV on the folds of :func:`l2optim.kfold_splits` with
+              ``shuffle`` and ``random_state`` — the folds
+              :func:`l2optim.kfold_objective` uses with the same arguments. Mean of the k
+              fold MSEs; standard error = their standard deviation (``ddof=1``) /
+              :math:`\\sqrt k`.
+            * a sequence of (train, test) index pairs: k-fold CV on those folds.
         fit_intercept: fit an unpenalised intercept (centre X and y on each training
             set) or not.
+        standardize: divide each feature by its standard deviation on each training set
+            (1 for a constant feature) before fitting, and the held-out rows by the
+            same: with ``fit_intercept``, scikit-learn's
+            ``make_pipeline(StandardScaler(), Ridge())`` in every fold. Needs k-fold
+            ``cv``; ``coef`` is then in the units of X (from the fit on all rows,
+            standardised by their own deviations).
+        shuffle: for an int ``cv``, assign rows to folds at random (otherwise in
+            contiguous blocks, as scikit-learn's ``KFold()``).
+        random_state: for an int ``cv``, the seed of that shuffle.
+        bounds: the search interval ``(lo, hi)`` when ``lambdas`` is None; default
+            :math:`[10^{-6}L, 10^{3}L]`, L the largest eigenvalue of
+            :math:`X_c^\\top X_c/n` (from no shrinkage to total).
 
     Returns:
         A :class:`RidgeCVResult`; ``coef`` and ``intercept`` are torch tensors (X's
         dtype and device) when X is a tensor.
 
+    Warns:
+        LambdaAtEdgeWarning: ``lambda_min`` is the smallest or largest λ evaluated.
+
     Raises:
+        TypeError: X, y or ``lambdas`` not numeric, ``fit_intercept`` or
+            ``standardize`` not a bool, ``cv`` of another type.
         ValueError: for X that is not 2-D or has fewer than 3 rows, y of another length,
-            non-finite values, an unknown ``cv``, or λ that are not positive.
+            non-finite values, an unknown ``cv`` or folds out of range, ``standardize``
+            without k-fold, bad ``bounds``, or λ that are not positive.
     """
     x_array, y_array = _check_data(X, y)
-    cv = _check_cv(cv, x_array.shape[0])
-    if not isinstance(fit_intercept, bool | np.bool_):
-        raise ValueError(f"fit_intercept must be True or False, got {fit_intercept!r}")
-    full = _FullDataCV(x_array, y_array, bool(fit_intercept), "gcv" if isinstance(cv, int) else cv)
-    scheme = _KFoldCV(x_array, y_array, bool(fit_intercept), cv) if isinstance(cv, int) else full
+    fit_intercept = check_bool("fit_intercept", fit_intercept)
+    standardize = check_bool("standardize", standardize)
+    cv, splits = _check_cv(cv, x_array.shape[0], check_bool("shuffle", shuffle), random_state)
+    if standardize and splits is None:
+        raise ValueError(
+            f"standardize=True needs k-fold cv (an int or (train, test) splits), got cv={cv!r}: "
+            "leave-one-out and GCV use one factorisation of the whole design"
+        )
+    full_data = _CentredData.of(x_array, y_array, fit_intercept, standardize)
+    full = _FullDataCV(full_data, fit_intercept, "gcv" if splits is not None else cv)
+    scheme = full
+    if splits is not None:
+        scheme = _KFoldCV(x_array, y_array, fit_intercept, standardize, splits)
     recorder = _CurveRecorder(scheme)
     if lambdas is None:
-        lambda_min, lambda_1se = _search(recorder, _search_bounds(full))
+        search_bounds = _search_bounds(full) if bounds is None else check_bounds(bounds)
+        lambda_min, lambda_1se = _search(recorder, search_bounds)
     else:
         grid = _check_lambdas(lambdas)
         means = recorder.grid(grid)
         lambda_min = float(grid[int(np.argmin(np.where(np.isfinite(means), means, np.inf)))])
         lambda_1se = one_standard_error_lambda(*recorder.arrays())
+        search_bounds = (float(grid[0]), float(grid[-1]))
     coef, intercept = full.fit(lambda_min)
     if np.ndim(y) == 1:
         coef, intercept = coef[:, 0], intercept[0]
     curve_lambdas, cv_mean, cv_se = recorder.arrays()
-    return RidgeCVResult(
+    result = RidgeCVResult(
+        lambdas=curve_lambdas,
+        cv_mean=cv_mean,
+        cv_se=cv_se,
         lambda_min=lambda_min,
         lambda_1se=lambda_1se,
+        bounds=search_bounds,
         coef=_to_input_type(X, coef),
         intercept=_to_input_type(X, np.asarray(intercept)),
-        lambdas=_read_only(curve_lambdas),
-        cv_mean=_read_only(cv_mean),
-        cv_se=_read_only(cv_se),
         n_evaluations=len(curve_lambdas),
         cv=cv,
     )
+    result._warn_if_at_edge()
+    return result

@@ -12,49 +12,61 @@ Both :func:`select_lambda` (any model, scores from a user objective) and
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-__all__ = [
-    "Evaluation",
-    "LambdaSearch",
-    "ObjectiveError",
-    "check_bounds",
-    "grid_then_brent",
-    "one_standard_error_lambda",
-    "plot_cv_curve",
-    "select_lambda",
-]
+from l2optim._curve import CVCurve, Evaluation, one_standard_error_lambda
+from l2optim._log import LogWriter, read_log
+from l2optim._validation import check_bounds, check_callable, check_count, check_positive
+
+__all__ = ["LambdaSearch", "ObjectiveError", "grid_then_brent", "select_lambda"]
 
 #: Points on the coarse grid of :func:`select_lambda` (one per decade of the default bounds).
 DEFAULT_N_GRID = 7
 #: Tolerance on ln λ: 0.01 locates λ to about 1%.
 DEFAULT_XTOL = 0.01
+#: Refining stops once it could gain less than this many standard errors of CV score.
+DEFAULT_SE_FRACTION = 0.1
+#: The search interval of an objective that proposes none.
+DEFAULT_BOUNDS = (1e-6, 1.0)
 
 
 # --------------------------------------------------------------------------- the search
 
 
-def check_bounds(bounds: Any) -> tuple[float, float]:
-    """Return ``bounds`` as ``(lo, hi)`` floats, or raise ``ValueError`` naming them."""
-    try:
-        lo, hi = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"bounds must be two numbers (lo, hi) with 0 < lo < hi < inf, got {bounds!r}"
-        ) from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
-        raise ValueError(f"bounds must satisfy 0 < lo < hi < inf, got {bounds!r}")
-    return lo, hi
+class _Settled(Exception):
+    """Raised inside Brent's loop to stop it: what is left to gain is below the noise."""
+
+
+def _possible_improvement(seen: dict[float, float]) -> float:
+    r"""How far below the best value a convex curve through the points ``seen`` can go.
+
+    ``seen`` maps x = ln λ to the mean score. With the best point x and its nearest
+    evaluated neighbours a < x < b, a convex curve lies above the extension of the chord
+    a–x on [x, b] and above that of the chord x–b on [a, x], so its minimum (inside
+    [a, b]) is at least
+
+    .. math:: f(x) - \max\Big(\Delta_a \frac{b-x}{x-a},\ \Delta_b \frac{x-a}{b-x}\Big),
+              \quad \Delta_a = f(a)-f(x),\ \Delta_b = f(b)-f(x).
+
+    Infinite when the best point has no neighbour on one side (an edge of the range).
+    """
+    x = min(seen, key=seen.__getitem__)
+    left = [t for t in seen if t < x]
+    right = [t for t in seen if t > x]
+    if not left or not right:
+        return math.inf
+    a, b = max(left), min(right)
+    delta_a, delta_b = seen[a] - seen[x], seen[b] - seen[x]
+    return max(delta_a * (b - x) / (x - a), delta_b * (x - a) / (b - x))
 
 
 def grid_then_brent(
@@ -64,18 +76,26 @@ def grid_then_brent(
     n_grid: int,
     xtol: float,
     score_grid: Callable[[np.ndarray], np.ndarray] | None = None,
+    standard_error: Callable[[float], float | None] | None = None,
+    se_fraction: float | None = None,
 ) -> float:
-    """Minimise ``score`` over λ in ``bounds``: log grid, then Brent on ln λ in the bracket.
+    r"""Minimise ``score`` over λ in ``bounds``: log grid, then Brent on ln λ in the bracket.
 
     Args:
-        score: :math:`\\lambda \\mapsto \\mathrm{CV}(\\lambda)`; non-finite values count as
-            :math:`+\\infty`.
+        score: :math:`\lambda \mapsto \mathrm{CV}(\lambda)`; non-finite values count as
+            :math:`+\infty`.
         bounds: ``(lo, hi)``, the search interval.
-        n_grid: number of grid points :math:`\\lambda_i = lo\\,(hi/lo)^{i/(n-1)}`.
-        xtol: absolute tolerance of Brent on :math:`\\ln\\lambda`, about the relative
+        n_grid: number of grid points :math:`\lambda_i = lo\,(hi/lo)^{i/(n-1)}`.
+        xtol: absolute tolerance of Brent on :math:`\ln\lambda`, about the relative
             precision of the returned λ.
         score_grid: scores a whole grid at once (vectorised); by default ``score`` is
             called on each grid point in turn.
+        standard_error: the standard error of the score at an evaluated λ (None where
+            there is none); with ``se_fraction``, the noise-aware stop.
+        se_fraction: stop refining once a curve convex in ln λ through the evaluated
+            points could be at most ``se_fraction`` standard errors (at the best point)
+            below the best score: Brent would only be chasing differences the CV
+            estimate cannot resolve. ``None``: refine to ``xtol``.
 
     Returns:
         The λ with the lowest score among every λ evaluated (grid and Brent), so the
@@ -92,169 +112,73 @@ def grid_then_brent(
     grid_scores = np.where(np.isfinite(grid_scores), grid_scores, np.inf)
     if not np.isfinite(grid_scores).any():
         raise ValueError(
-            f"every λ on the grid over bounds={bounds!r} gave a non-finite score; "
-            "narrow the bounds or check the objective"
+            f"every λ on the grid over bounds={bounds!r} gave a non-finite score, so there "
+            "is nothing to refine (a training that diverges scores inf: try a smaller "
+            "learning rate, or narrower bounds)"
         )
+    seen = {math.log(lam): value for lam, value in zip(grid.tolist(), grid_scores, strict=True)}
     best = int(np.argmin(grid_scores))
     best_lam, best_score = float(grid[best]), float(grid_scores[best])
-    # Brent needs an interval; the grid neighbours bracket the grid minimum.
-    lo_lam = float(grid[max(best - 1, 0)])
-    hi_lam = float(grid[min(best + 1, n_grid - 1)])
+
+    def settled() -> bool:
+        if standard_error is None or se_fraction is None:
+            return False
+        se = standard_error(best_lam)
+        if se is None or not math.isfinite(se):
+            return False
+        return _possible_improvement(seen) <= se_fraction * se
 
     def score_of_log(x: float) -> float:
         nonlocal best_lam, best_score
         lam = math.exp(x)
         value = float(score(lam))
         value = value if math.isfinite(value) else math.inf
+        seen[x] = value
         if value < best_score:
             best_lam, best_score = lam, value
+        if settled():
+            raise _Settled
         return value
 
-    minimize_scalar(
-        score_of_log,
-        bounds=(math.log(lo_lam), math.log(hi_lam)),
-        method="bounded",
-        options={"xatol": xtol},
-    )
+    if settled():
+        return best_lam
+    # Brent needs an interval; the grid neighbours bracket the grid minimum.
+    lo_lam = float(grid[max(best - 1, 0)])
+    hi_lam = float(grid[min(best + 1, n_grid - 1)])
+    try:
+        minimize_scalar(
+            score_of_log,
+            bounds=(math.log(lo_lam), math.log(hi_lam)),
+            method="bounded",
+            options={"xatol": xtol},
+        )
+    except _Settled:
+        pass
     return best_lam
-
-
-def one_standard_error_lambda(
-    lambdas: Sequence[float] | np.ndarray,
-    means: Sequence[float] | np.ndarray,
-    standard_errors: Sequence[float | None] | np.ndarray,
-) -> float | None:
-    """The one-standard-error rule: the largest λ within one SE of the best score.
-
-    With :math:`i^* = \\arg\\min_i m_i` over finite means, the rule returns
-
-    .. math:: \\lambda_{1se} = \\max\\{\\lambda_i : m_i \\le m_{i^*} + s_{i^*}\\},
-
-    as glmnet's ``lambda.1se``: the most regularised model that the CV curve cannot
-    tell apart from the best one.
-
-    Returns:
-        ``None`` when the best point has no standard error (a single score) or no mean
-        is finite.
-    """
-    lambdas = np.asarray(lambdas, dtype=float)
-    means = np.asarray(means, dtype=float)
-    finite = np.isfinite(means)
-    if not finite.any():
-        return None
-    best = int(np.argmin(np.where(finite, means, np.inf)))
-    se_best = standard_errors[best]
-    if se_best is None or not math.isfinite(float(se_best)):
-        return None
-    within = finite & (means <= means[best] + float(se_best))
-    return float(lambdas[within].max())
 
 
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """One evaluation of the objective.
+@dataclass(frozen=True, eq=False)
+class LambdaSearch(CVCurve):
+    """What :func:`select_lambda` found: a :class:`l2optim.CVCurve` and the evaluations.
+
+    The curve's ``lambdas``, ``cv_mean``, ``cv_se``, ``lambda_min``, ``lambda_1se``,
+    ``bounds``, ``at_edge`` and ``plot()`` are :class:`l2optim.CVCurve`'s, read from the
+    evaluations: ``lambda_min`` is a continuous optimum (Brent's), ``lambda_1se`` the
+    largest evaluated λ within one standard error of the lowest mean (``None`` when the
+    objective returns single scores).
 
     Attributes:
-        lam: the λ evaluated.
-        scores: the objective's scores at λ (one per fold, or a single score).
-        mean: :math:`\\bar s = \\frac1k\\sum_j s_j`; :math:`+\\infty` if any score is
-            not finite.
-        se: standard error of the mean, :math:`\\mathrm{sd}(s)/\\sqrt{k}` (``ddof=1``);
-            ``None`` for a single score, NaN when a score is not finite.
-        seconds: wall-clock time the objective took.
-    """
-
-    lam: float
-    scores: tuple[float, ...]
-    mean: float
-    se: float | None
-    seconds: float
-
-    @classmethod
-    def from_scores(cls, lam: float, scores: Sequence[float], seconds: float) -> Evaluation:
-        """Build the record, computing the mean and its standard error."""
-        values = np.asarray(scores, dtype=float)
-        if not np.isfinite(values).all():
-            mean, se = math.inf, (None if values.size == 1 else math.nan)
-        else:
-            mean = float(values.mean())
-            se = None if values.size == 1 else float(values.std(ddof=1) / math.sqrt(values.size))
-        return cls(float(lam), tuple(float(v) for v in values), mean, se, float(seconds))
-
-
-def plot_cv_curve(
-    ax: Any,
-    lambdas: np.ndarray,
-    means: np.ndarray,
-    standard_errors: np.ndarray | None,
-    lambda_min: float,
-    lambda_1se: float | None,
-) -> Any:
-    """Draw a CV curve with error bars on log-λ axes and mark λ_min and λ_1se."""
-    if ax is None:
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as exc:  # pragma: no cover - matplotlib is a test dependency
-            raise ImportError(
-                "plot() needs matplotlib; install it with: pip install 'l2optim[plot]'"
-            ) from exc
-        _, ax = plt.subplots()
-    order = np.argsort(lambdas)
-    lambdas, means = np.asarray(lambdas)[order], np.asarray(means)[order]
-    finite = np.isfinite(means)
-    errors = None
-    if standard_errors is not None:
-        errors = np.asarray(standard_errors, dtype=float)[order][finite]
-        errors = np.where(np.isfinite(errors), errors, 0.0)
-    ax.errorbar(lambdas[finite], means[finite], yerr=errors, fmt="o-", ms=3, capsize=2,
-                label="CV score")
-    ax.axvline(lambda_min, color="C1", ls="--", label=f"λ_min = {lambda_min:.3g}")
-    if lambda_1se is not None:
-        ax.axvline(lambda_1se, color="C2", ls=":", label=f"λ_1se = {lambda_1se:.3g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("λ")
-    ax.set_ylabel("CV score")
-    ax.legend()
-    return ax
-
-
-@dataclass(frozen=True)
-class LambdaSearch:
-    """What :func:`select_lambda` found.
-
-    Attributes:
-        lambda_min: the λ with the lowest mean score (a continuous optimum).
-        lambda_1se: the largest evaluated λ whose mean is within one standard error
-            of the lowest; ``None`` when the objective returns single scores.
         evaluations: every evaluation, in the order the search made them (those read
             back from a log included).
-        bounds: the search interval.
+        model: with ``refit=True``, the model trained at ``lambda_min`` on all the data;
+            else ``None``.
     """
 
-    lambda_min: float
-    lambda_1se: float | None
     evaluations: tuple[Evaluation, ...]
-    bounds: tuple[float, float]
-
-    def plot(self, ax: Any = None) -> Any:
-        """Plot the CV curve (mean ± SE against λ) with λ_min and λ_1se marked.
-
-        Args:
-            ax: a matplotlib ``Axes``; a new figure when ``None``.
-
-        Returns:
-            The axes drawn on.
-        """
-        lambdas = np.array([e.lam for e in self.evaluations])
-        means = np.array([e.mean for e in self.evaluations])
-        ses = np.array([np.nan if e.se is None else e.se for e in self.evaluations])
-        has_se = any(e.se is not None for e in self.evaluations)
-        return plot_cv_curve(
-            ax, lambdas, means, ses if has_se else None, self.lambda_min, self.lambda_1se
-        )
+    model: Any = None
 
 
 class ObjectiveError(RuntimeError):
@@ -268,66 +192,6 @@ class ObjectiveError(RuntimeError):
         super().__init__(f"the objective raised at lambda={lam!r}")
         self.lam = lam
         self.evaluations = evaluations
-
-
-# --------------------------------------------------------------------------- the log
-
-_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-def _encode_score(value: float) -> float | str:
-    # Strict JSON has no NaN or Infinity; keep them as strings, read back losslessly.
-    return value if math.isfinite(value) else repr(value)
-
-
-def _decode_score(value: float | str) -> float:
-    return _NON_FINITE[value] if isinstance(value, str) else float(value)
-
-
-def read_log(path: Path) -> dict[float, Evaluation]:
-    """The evaluations recorded in a log, keyed by λ.
-
-    A line cut short (the process was killed while writing it) is skipped.
-    """
-    found: dict[float, Evaluation] = {}
-    if not path.exists():
-        return found
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                record = json.loads(line)
-                scores = [_decode_score(s) for s in record["scores"]]
-                found[float(record["lam"])] = Evaluation.from_scores(
-                    record["lam"], scores, record["seconds"]
-                )
-            except (ValueError, KeyError, TypeError):
-                continue
-    return found
-
-
-class _LogWriter:
-    """Appends one JSON line per evaluation and forces it to disk before going on."""
-
-    def __init__(self, path: Path) -> None:
-        self._file: IO[str] = path.open("a+", encoding="utf-8")
-        self._file.seek(0, os.SEEK_END)
-        if self._file.tell() > 0:
-            self._file.seek(self._file.tell() - 1)
-            if self._file.read(1) != "\n":  # a line cut short by a kill: end it
-                self._file.write("\n")
-
-    def write(self, evaluation: Evaluation) -> None:
-        record = {
-            "lam": evaluation.lam,
-            "scores": [_encode_score(s) for s in evaluation.scores],
-            "seconds": evaluation.seconds,
-        }
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
 
 
 # --------------------------------------------------------------------------- select_lambda
@@ -357,37 +221,60 @@ def _progress_bar(progress: bool | None) -> Any:
     return tqdm(desc="select_lambda", unit="eval", leave=False)
 
 
-def _check_search_options(n_grid: Any, xtol: Any) -> None:
-    if isinstance(n_grid, bool) or not isinstance(n_grid, int | np.integer) or n_grid < 3:
-        raise ValueError(f"n_grid must be an integer >= 3, got {n_grid!r}")
-    if isinstance(xtol, bool) or not isinstance(xtol, int | float) or not 0 < xtol < math.inf:
-        raise ValueError(f"xtol must be a finite number > 0, got {xtol!r}")
+def _default_bounds(objective: Any) -> tuple[float, float]:
+    """The objective's own ``default_bounds()`` when it offers them, else (1e-6, 1)."""
+    propose = getattr(objective, "default_bounds", None)
+    proposed = propose() if callable(propose) else None
+    return DEFAULT_BOUNDS if proposed is None else proposed
+
+
+def _refitter(objective: Any) -> Callable[[float], Any]:
+    """``objective.fit``, checked before the search starts rather than after it."""
+    # A k-fold objective refits through its fit_score: check that one has a fit.
+    target = getattr(objective, "fit_score", objective)
+    if not callable(getattr(target, "fit", None)):
+        raise TypeError(
+            "refit=True needs an objective with a fit(lam) method, such as "
+            f"l2optim.kfold_objective(l2optim.FoldTrainer(...), ...); got {objective!r}"
+        )
+    return objective.fit
 
 
 def select_lambda(
     objective: Callable[[float], float | Sequence[float]],
-    bounds: tuple[float, float] = (1e-6, 1.0),
+    bounds: tuple[float, float] | None = None,
     *,
     n_grid: int = DEFAULT_N_GRID,
     xtol: float = DEFAULT_XTOL,
+    se_fraction: float | None = DEFAULT_SE_FRACTION,
     log: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
+    refit: bool = False,
 ) -> LambdaSearch:
-    """Choose λ by minimising a cross-validation score: log grid, then Brent on ln λ.
+    r"""Choose λ by minimising a cross-validation score: log grid, then Brent on ln λ.
 
     The objective is first evaluated on ``n_grid`` points
-    :math:`\\lambda_i = lo\\,(hi/lo)^{i/(n_{grid}-1)}`; scipy's bounded Brent method
-    then minimises the mean score over :math:`x = \\ln\\lambda` between the two grid
-    neighbours of the best grid point, to a tolerance ``xtol`` on :math:`x`.
+    :math:`\lambda_i = lo\,(hi/lo)^{i/(n_{grid}-1)}`; scipy's bounded Brent method
+    then minimises the mean score over :math:`x = \ln\lambda` between the two grid
+    neighbours of the best grid point, to a tolerance ``xtol`` on :math:`x`, or until
+    what is left to gain is below the noise (``se_fraction``).
 
     Args:
-        objective: :math:`\\lambda \\mapsto` a validation score to minimise (a float),
-            or a sequence of per-fold scores (then ``lambda_1se`` is available). A NaN
-            or infinite score, as from a diverged training run, counts as
-            :math:`+\\infty` and the search goes on.
-        bounds: ``(lo, hi)`` with :math:`0 < lo < hi < \\infty`.
+        objective: :math:`\lambda \mapsto` a validation score to minimise (a float),
+            or a sequence of per-fold scores (then ``lambda_1se`` and the noise-aware
+            stop are available). A NaN or infinite score, as from a diverged training
+            run, counts as :math:`+\infty` and the search goes on.
+        bounds: ``(lo, hi)`` with :math:`0 < lo < hi < \infty`. ``None``: the
+            objective's own ``default_bounds()`` when it has one (a
+            :func:`l2optim.kfold_objective` of a :class:`l2optim.FoldTrainer` derives
+            them from the optimizer and the data), else ``(1e-6, 1)``.
         n_grid: points on the coarse grid (at least 3).
-        xtol: tolerance on :math:`\\ln\\lambda`; 0.01 finds λ to about 1%.
+        xtol: tolerance on :math:`\ln\lambda`; 0.01 finds λ to about 1%.
+        se_fraction: with per-fold scores, stop refining once a CV curve convex in
+            :math:`\ln\lambda` through the points evaluated could lie at most
+            ``se_fraction`` standard errors below the best mean: then λ_min costs at
+            most that much CV score against the true minimum of such a curve, a
+            difference the folds cannot resolve. ``None``: refine to ``xtol``.
         log: a file to which each finished evaluation is appended as one JSON line
             ``{"lam": ..., "scores": [...], "seconds": ...}``, flushed and synced to disk.
             When the file already holds evaluations, a λ found there is not evaluated
@@ -396,14 +283,23 @@ def select_lambda(
             must come from the same objective.
         progress: a tqdm progress bar over evaluations. ``None`` (default): a bar when
             tqdm is installed; ``True``: require tqdm; ``False``: no bar.
+        refit: train the model once more, at ``lambda_min`` on all the data, with the
+            objective's ``fit(lam)`` (a :func:`l2optim.kfold_objective` of a
+            :class:`l2optim.FoldTrainer` has one), and return it as ``model``.
 
     Returns:
-        A :class:`LambdaSearch` with ``lambda_min``, ``lambda_1se``, ``evaluations`` and
-        ``plot()``.
+        A :class:`LambdaSearch`: the CV curve (``lambdas``, ``cv_mean``, ``cv_se``,
+        ``lambda_min``, ``lambda_1se``, ``at_edge``, ``plot()``), the ``evaluations``
+        and, with ``refit``, the ``model``.
+
+    Warns:
+        LambdaAtEdgeWarning: ``lambda_min`` is the smallest or largest λ searched.
 
     Raises:
-        ValueError: for bad ``bounds``, ``n_grid`` or ``xtol``, or when every grid
-            point scores non-finite.
+        TypeError: an argument of the wrong type, ``refit=True`` for an objective
+            without ``fit``.
+        ValueError: for bad ``bounds``, ``n_grid``, ``xtol`` or ``se_fraction``, or when
+            every grid point scores non-finite.
         ObjectiveError: when the objective raises; the message names the λ, the
             original exception is chained, and the finished evaluations are already
             in the log.
@@ -413,13 +309,16 @@ def select_lambda(
         >>> round(search.lambda_min, 4)
         0.001
     """
-    if not callable(objective):
-        raise TypeError(f"objective must be callable, got {type(objective).__name__}")
-    lo_hi = check_bounds(bounds)
-    _check_search_options(n_grid, xtol)
+    check_callable("objective", objective)
+    lo_hi = check_bounds(_default_bounds(objective) if bounds is None else bounds)
+    n_grid = check_count("n_grid", n_grid, low=3)
+    xtol = check_positive("xtol", xtol)
+    if se_fraction is not None:
+        se_fraction = check_positive("se_fraction", se_fraction)
+    fit = _refitter(objective) if refit else None
     log_path = None if log is None else Path(log)
     logged = {} if log_path is None else read_log(log_path)
-    writer = None if log_path is None else _LogWriter(log_path)
+    writer = None if log_path is None else LogWriter(log_path)
     bar = _progress_bar(progress)
     evaluations: dict[float, Evaluation] = {}
 
@@ -443,14 +342,32 @@ def select_lambda(
         return evaluation
 
     try:
-        lambda_min = grid_then_brent(mean_score, lo_hi, n_grid=int(n_grid), xtol=float(xtol))
+        lambda_min = grid_then_brent(
+            mean_score,
+            lo_hi,
+            n_grid=n_grid,
+            xtol=xtol,
+            standard_error=lambda lam: evaluations[lam].se,
+            se_fraction=se_fraction,
+        )
     finally:
         if writer is not None:
             writer.close()
         if bar is not None:
             bar.close()
     done = tuple(evaluations.values())
-    lambda_1se = one_standard_error_lambda(
+    lambdas, means, ses = CVCurve._points(
         [e.lam for e in done], [e.mean for e in done], [e.se for e in done]
     )
-    return LambdaSearch(lambda_min, lambda_1se, done, lo_hi)
+    search = LambdaSearch(
+        lambdas=lambdas,
+        cv_mean=means,
+        cv_se=ses,
+        lambda_min=lambda_min,
+        lambda_1se=one_standard_error_lambda(lambdas, means, ses),
+        bounds=lo_hi,
+        evaluations=done,
+        model=None if fit is None else fit(lambda_min),
+    )
+    search._warn_if_at_edge()
+    return search

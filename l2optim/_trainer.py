@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,8 +14,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from l2optim._groups import decay_groups
-from l2optim._kfold import _check_count
 from l2optim._optimizers import SGD
+from l2optim._validation import check_bool, check_callable, check_count
 
 __all__ = ["FoldTrainer"]
 
@@ -25,7 +27,8 @@ class FoldTrainer:
 
     An instance is a ``fit_score(lam, train_idx, test_idx) -> float`` for
     :func:`l2optim.kfold_objective`. Each call builds a new model with
-    ``model_factory()``, trains it on the rows ``train_idx`` of ``X``, ``y`` for
+    ``model_factory()`` (or copies the template module), trains it on the rows
+    ``train_idx`` of ``X``, ``y`` for
     ``epochs`` passes in shuffled mini-batches with ``optimizer`` over the param groups
     ``l2optim.decay_groups(model, lam)`` (the weights decay with strength λ, coupled or
     decoupled as chosen; biases and normalisation layers do not), and returns
@@ -60,14 +63,31 @@ class FoldTrainer:
     the same number, in this process or in a worker, and every fold and λ starts from
     the same initial weights.
 
+    **Standardising.** With ``standardize=True`` each call scales every feature of X
+    and every output of y to mean 0 and standard deviation 1 *on its training rows*
+    (a constant feature is only centred), trains on the scaled data, and maps the
+    predictions back before scoring, so the score is in y's units and no held-out row
+    has seen its own statistics — scikit-learn's ``StandardScaler`` in a ``Pipeline``,
+    with a ``TransformedTargetRegressor`` for y. λ then acts on the weights of the
+    standardised features.
+
+    **The final model.** :meth:`fit` trains once more, at the chosen λ on every row,
+    and returns the model.
+
     **Pickling.** The trainer is shipped to worker processes with its data, so
-    ``model_factory``, ``loss`` and ``score`` must pickle: a module-level function or
-    class, :func:`functools.partial` of one (``partial(nn.Linear, 10, 1)``), or a loss
-    module.
+    ``model_factory``, ``loss`` and ``score`` must pickle: an ``nn.Module`` template of
+    torch's own layers, a module-level function or class, :func:`functools.partial` of
+    one (``partial(nn.Linear, 10, 1)``), or a loss module.
+
+    **Checked at once.** The constructor builds one model and one optimizer, so a bad
+    optimizer argument (a negative ``lr``, an unknown keyword) raises here, with the
+    optimizer's own message, and not in the middle of a search.
 
     Args:
-        model_factory: a callable returning a new ``nn.Module``; it is moved to the
-            device and floating dtype of ``X``.
+        model_factory: an ``nn.Module`` whose copy every call trains (so every fold and
+            λ starts from its weights; it is never trained itself), or a callable
+            returning a new ``nn.Module``. The model is moved to the device and floating
+            dtype of ``X``.
         X: inputs, a tensor or array whose first dimension indexes the samples.
         y: targets, first dimension the samples. A model output of shape (n, 1) is
             compared with targets of shape (n,) as (n,).
@@ -85,11 +105,12 @@ class FoldTrainer:
         epochs: passes over the training samples, ≥ 1.
         batch_size: samples per step, ≥ 1; None for full batch.
         seed: seed of the initial weights and of the batch order.
+        standardize: scale X and y on each call's training rows (above).
     """
 
     def __init__(
         self,
-        model_factory: Callable[[], nn.Module],
+        model_factory: nn.Module | Callable[[], nn.Module],
         X: Tensor | np.ndarray,
         y: Tensor | np.ndarray,
         *,
@@ -101,12 +122,15 @@ class FoldTrainer:
         epochs: int = 100,
         batch_size: int | None = None,
         seed: int = 0,
+        standardize: bool = False,
     ) -> None:
-        if not callable(model_factory):
-            raise TypeError(f"model_factory must be callable, got {type(model_factory).__name__}")
-        for name, criterion in (("loss", loss), ("score", score)):
-            if criterion is not None and not callable(criterion):
-                raise TypeError(f"{name} must be callable or None, got {type(criterion).__name__}")
+        if not isinstance(model_factory, nn.Module) and not callable(model_factory):
+            raise TypeError(
+                "model_factory must be an nn.Module or a callable returning one, "
+                f"got {type(model_factory).__name__}"
+            )
+        check_callable("loss", loss, allow_none=True)
+        check_callable("score", score, allow_none=True)
         if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer subclass, got {optimizer!r}"
@@ -123,6 +147,12 @@ class FoldTrainer:
                 "X and y must have the same number of samples (first dimension), got shapes "
                 f"{tuple(self.X.shape)} and {tuple(self.y.shape)}"
             )
+        self.standardize = check_bool("standardize", standardize)
+        if self.standardize and not (self.X.is_floating_point() and self.y.is_floating_point()):
+            raise ValueError(
+                f"standardize=True needs floating-point X and y, got {self.X.dtype} and "
+                f"{self.y.dtype}"
+            )
         self.model_factory = model_factory
         self.loss = half_mean_squared_error if loss is None else loss
         if score is None:
@@ -131,41 +161,123 @@ class FoldTrainer:
         self.optimizer = optimizer
         self.optimizer_kwargs = optimizer_kwargs
         if decoupled_weight_decay is not None:
-            self.optimizer_kwargs["decoupled_weight_decay"] = bool(decoupled_weight_decay)
-        self.epochs = _check_count("epochs", epochs, low=1)
-        self.batch_size = (
-            None if batch_size is None else _check_count("batch_size", batch_size, low=1)
+            self.optimizer_kwargs["decoupled_weight_decay"] = check_bool(
+                "decoupled_weight_decay", decoupled_weight_decay
+            )
+        self.epochs = check_count("epochs", epochs, low=1)
+        self.batch_size = None if batch_size is None else check_count("batch_size", batch_size)
+        self.seed = check_count("seed", seed, low=0)
+        self._decay_settings = self._probe_optimizer()
+
+    def _probe_optimizer(self) -> _DecaySettings:
+        """Build one model and optimizer now (bad arguments fail here); their decay settings."""
+        with torch.random.fork_rng(devices=[]):
+            model = self._new_model()
+        group = self.optimizer(decay_groups(model, 0.0), **self.optimizer_kwargs).param_groups[0]
+        return _DecaySettings(
+            decoupled=bool(group.get("decoupled_weight_decay", False)),
+            scaling=group.get("weight_decay_scaling", "lr"),
+            lr=float(group["lr"]),
         )
-        self.seed = int(seed)
 
     def __call__(self, lam: float, train_idx: Any, test_idx: Any) -> float:
         """Train at weight decay ``lam`` on ``train_idx``; the score on ``test_idx``, or inf."""
         train = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
         test = torch.as_tensor(np.asarray(test_idx), dtype=torch.long)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            model = self._new_model()
-            optimizer = self.optimizer(decay_groups(model, float(lam)), **self.optimizer_kwargs)
-            if not self._train(model, optimizer, train):
-                return math.inf
-        value = self._validation_score(model, test)
+        data = self._data(train)
+        model = self._trained(lam, data, train)
+        if model is None:
+            return math.inf
+        value = self._validation_score(model, data, test)
         return value if math.isfinite(value) else math.inf
+
+    def fit(self, lam: float) -> nn.Module:
+        """The model trained at weight decay ``lam`` on every row, in eval mode.
+
+        The same training as one call on a fold, on all the samples. With
+        ``standardize=True`` the returned module takes raw rows of X and predicts in y's
+        units (its scaling from every row).
+
+        Raises:
+            FloatingPointError: the training loss became NaN or infinite.
+        """
+        rows = torch.arange(len(self.X))
+        data = self._data(rows)
+        model = self._trained(lam, data, rows)
+        if model is None:
+            raise FloatingPointError(
+                f"training at lambda={lam!r} diverged (a loss became NaN or infinite)"
+            )
+        if data.scaling is not None:
+            model = Standardized(model, data.scaling)
+        return model.eval()
+
+    def default_bounds(self, n_train: int | None = None) -> tuple[float, float]:
+        r"""A λ search interval for this optimizer and data, for ``n_train`` training rows.
+
+        * Decoupled decay shrinks the weights by :math:`1 - s\lambda` per step (s = lr
+          for the ``"lr"`` scaling, 1 for ``"schedule"`` at the base rate and ``"none"``),
+          so :math:`s\lambda < 1`: the upper bound is :math:`0.5/s`, half the weights
+          gone in one step. Over T optimizer steps the decay has a visible effect once
+          :math:`s\lambda T` is not tiny: the lower bound is :math:`1/(100\,s\,T)`,
+          :math:`T` = epochs × batches per epoch.
+        * Coupled L2 adds :math:`\lambda	heta` to the gradient of a loss whose
+          curvature along the data is up to L, the largest eigenvalue of
+          :math:`X_c^	op X_c/n` (X flattened to one row per sample, standardised when
+          the trainer standardises): the bounds are :math:`(10^{-5}L, 10L)`, from no
+          shrinkage to nearly total for a linear model.
+
+        Args:
+            n_train: training rows per fit; default all the rows of X.
+        """
+        n_train = len(self.X) if n_train is None else check_count("n_train", n_train)
+        settings = self._decay_settings
+        if settings.decoupled:
+            scale = settings.lr if settings.scaling == "lr" else 1.0
+            batch = n_train if self.batch_size is None else min(self.batch_size, n_train)
+            steps = self.epochs * math.ceil(n_train / batch)
+            return 1.0 / (100.0 * scale * steps), 0.5 / scale
+        top = _largest_eigenvalue(self.X, self.standardize)
+        return 1e-5 * top, 10.0 * top
 
     def _new_model(self) -> nn.Module:
         # Built where the factory builds it, under the seed, then moved: the same initial
         # weights whatever the device of the data.
-        model = self.model_factory().to(device=self.X.device)
+        torch.manual_seed(self.seed)
+        if isinstance(self.model_factory, nn.Module):
+            model = copy.deepcopy(self.model_factory)
+        else:
+            model = self.model_factory()
+        model = model.to(device=self.X.device)
         if self.X.is_floating_point():
             model = model.to(dtype=self.X.dtype)
         return model.train()
 
-    def _train(self, model: nn.Module, optimizer: torch.optim.Optimizer, train: Tensor) -> bool:
+    def _data(self, train: Tensor) -> _Data:
+        """X and y as the model sees them, scaled on the rows ``train`` when standardising."""
+        if not self.standardize:
+            return _Data(self.X, self.y, None)
+        scaling = _Scaling.of(self.X[train], self.y[train])
+        return _Data(scaling.inputs(self.X), scaling.targets(self.y), scaling)
+
+    def _trained(self, lam: float, data: _Data, train: Tensor) -> nn.Module | None:
+        """A new model trained at ``lam`` on the rows ``train``; None if it diverged."""
+        with torch.random.fork_rng(devices=[]):
+            model = self._new_model()
+            optimizer = self.optimizer(decay_groups(model, float(lam)), **self.optimizer_kwargs)
+            if not self._train(model, optimizer, data, train):
+                return None
+        return model
+
+    def _train(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, data: _Data, train: Tensor
+    ) -> bool:
         """Run the epochs; False as soon as a training loss is not finite."""
         order = torch.Generator().manual_seed(self.seed)
         for _ in range(self.epochs):
             for batch in self._batches(train, order):
                 optimizer.zero_grad(set_to_none=True)
-                loss = self._apply(self.loss, model, batch)
+                loss = self.loss(*_aligned(model(data.X[batch]), data.y[batch]))
                 if not torch.isfinite(loss).item():
                     return False
                 loss.backward()
@@ -179,28 +291,116 @@ class FoldTrainer:
         shuffled = train[torch.randperm(len(train), generator=order)]
         yield from shuffled.split(self.batch_size)
 
-    def _apply(self, criterion: Loss, model: nn.Module, rows: Tensor) -> Tensor:
-        """``criterion`` of the model's predictions on ``rows`` against their targets."""
-        prediction = model(self.X[rows])
-        target = self.y[rows]
-        # A regression head of width 1 against targets of shape (n,): compare as (n,),
-        # not broadcast to (n, n).
-        if prediction.ndim == target.ndim + 1 and prediction.shape[-1] == 1:
-            prediction = prediction.squeeze(-1)
-        return criterion(prediction, target)
-
-    def _validation_score(self, model: nn.Module, test: Tensor) -> float:
+    def _validation_score(self, model: nn.Module, data: _Data, test: Tensor) -> float:
+        """``score`` of the predictions on ``test``, in y's units, against y."""
         model.eval()
         with torch.no_grad():
-            return float(self._apply(self.score, model, test))
+            prediction = model(data.X[test])
+            if data.scaling is not None:
+                prediction = data.scaling.predictions(prediction)
+            return float(self.score(*_aligned(prediction, self.y[test])))
 
     def __repr__(self) -> str:
         return (
             f"FoldTrainer(model_factory={self.model_factory!r}, n_samples={len(self.X)}, "
             f"loss={_name_of(self.loss)}, score={_name_of(self.score)}, "
             f"optimizer={self.optimizer.__name__}, optimizer_kwargs={self.optimizer_kwargs!r}, "
-            f"epochs={self.epochs}, batch_size={self.batch_size}, seed={self.seed})"
+            f"epochs={self.epochs}, batch_size={self.batch_size}, seed={self.seed}, "
+            f"standardize={self.standardize})"
         )
+
+
+@dataclass(frozen=True)
+class _DecaySettings:
+    """How the optimizer decays: decoupled or not, its scaling, its base learning rate."""
+
+    decoupled: bool
+    scaling: str
+    lr: float
+
+
+@dataclass(frozen=True)
+class _Scaling:
+    """Means and standard deviations of X's features and y's outputs over some rows."""
+
+    x_mean: Tensor
+    x_scale: Tensor
+    y_mean: Tensor
+    y_scale: Tensor
+
+    @classmethod
+    def of(cls, x: Tensor, y: Tensor) -> _Scaling:
+        def mean_and_scale(values: Tensor) -> tuple[Tensor, Tensor]:
+            sd = values.std(dim=0, unbiased=False)
+            # A constant column is only centred, as scikit-learn's StandardScaler does.
+            return values.mean(dim=0), torch.where(sd > 0, sd, torch.ones_like(sd))
+
+        return cls(*mean_and_scale(x), *mean_and_scale(y))
+
+    def inputs(self, x: Tensor) -> Tensor:
+        return (x - self.x_mean) / self.x_scale
+
+    def targets(self, y: Tensor) -> Tensor:
+        return (y - self.y_mean) / self.y_scale
+
+    def predictions(self, scaled: Tensor) -> Tensor:
+        """A prediction of the scaled target, in y's units."""
+        return scaled * self.y_scale + self.y_mean
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The X and y a model trains and predicts on, and the scaling that made them."""
+
+    X: Tensor
+    y: Tensor
+    scaling: _Scaling | None
+
+
+class Standardized(nn.Module):
+    """A model trained on standardised data, taking raw inputs and predicting in y's units:
+    ``model((x - x_mean) / x_scale) * y_scale + y_mean``."""
+
+    def __init__(self, model: nn.Module, scaling: _Scaling) -> None:
+        super().__init__()
+        self.model = model
+        for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
+            self.register_buffer(name, getattr(scaling, name))
+
+    def forward(self, x: Tensor) -> Tensor:
+        prediction = self.model((x - self.x_mean) / self.x_scale)
+        if prediction.ndim == self.y_mean.ndim + 2 and prediction.shape[-1] == 1:
+            prediction = prediction.squeeze(-1)  # a head of width 1 for a 1-D target
+        return prediction * self.y_scale + self.y_mean
+
+
+def _aligned(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """A regression head of width 1 against targets of shape (n,): compared as (n,), not
+    broadcast to (n, n)."""
+    if prediction.ndim == target.ndim + 1 and prediction.shape[-1] == 1:
+        prediction = prediction.squeeze(-1)
+    return prediction, target
+
+
+def _largest_eigenvalue(x: Tensor, standardize: bool, iterations: int = 100) -> float:
+    """L, the largest eigenvalue of XcᵀXc/n (rows flattened), by power iteration; 1 if 0."""
+    rows = x.reshape(len(x), -1).to(torch.float64)
+    rows = rows - rows.mean(dim=0)
+    if standardize:
+        sd = rows.std(dim=0, unbiased=False)
+        rows = rows / torch.where(sd > 0, sd, torch.ones_like(sd))
+    # A fixed random start: never orthogonal to the top eigenvector by construction.
+    start = torch.randn(rows.shape[1], generator=torch.Generator().manual_seed(0),
+                        dtype=rows.dtype)
+    vector = start.to(rows.device)
+    top = 0.0
+    for _ in range(iterations):
+        image = rows.T @ (rows @ vector) / len(rows)
+        top = float(image.norm())
+        if top == 0:
+            return 1.0
+        vector = image / top
+    return top
 
 
 def half_mean_squared_error(prediction: Tensor, target: Tensor) -> Tensor:

@@ -11,6 +11,9 @@ Every function here is pure arithmetic on Python numbers. The conventions:
   ICLR 2019): θ ← θ − η_t·(α·u_t + λ·θ), η_t the schedule multiplier and α the base
   learning rate; it is the decoupled λ with ``"schedule"`` scaling.
 
+Notation, as on the documentation's Conventions page: μ the momentum, d the dampening,
+N the number of training samples, b the batch size, T the number of epochs.
+
 Examples:
     >>> from l2optim import conversions
     >>> conversions.coupled_from_decoupled(1e-3, lr=0.1, momentum=0.5)
@@ -22,10 +25,18 @@ Examples:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from l2optim import _decay
+from l2optim._validation import (
+    check_count,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+)
 
 __all__ = [
+    "Timescale",
     "adamw_timescale",
     "coupled_from_decoupled",
     "decoupled_from_coupled",
@@ -37,58 +48,10 @@ __all__ = [
 ]
 
 
-# -- argument checks -------------------------------------------------------------------
-
-
-def _as_real(name: str, value: float) -> float:
-    try:
-        real = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(real):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return real
-
-
-def _non_negative(name: str, value: float) -> float:
-    real = _as_real(name, value)
-    if real < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return real
-
-
-def _positive(name: str, value: float) -> float:
-    real = _as_real(name, value)
-    if real <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return real
-
-
-def _unit_interval(name: str, value: float) -> float:
-    real = _as_real(name, value)
-    if not 0 <= real < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return real
-
-
-def _count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) and not (
-        isinstance(value, float) and value.is_integer()
-    ):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer (>= 1), got {value!r}")
-    return int(value)
-
-
 def _batch_fraction(batch_size: int, n_samples: int) -> float:
     """b/N, the fraction of the training set one step sees."""
-    batch = _count("batch_size", batch_size)
-    samples = _count("n_samples", n_samples)
-    if batch > samples:
-        raise ValueError(
-            f"batch_size must be in [1, n_samples={samples}], got {batch_size!r}"
-        )
+    samples = check_count("n_samples", n_samples)
+    batch = check_count("batch_size", batch_size, high=samples, high_name="n_samples")
     return batch / samples
 
 
@@ -96,24 +59,44 @@ def _batch_fraction(batch_size: int, n_samples: int) -> float:
 
 
 def _coupled_per_decoupled(
-    lr: float, momentum: float, dampening: float, weight_decay_scaling: str, initial_lr: float | None
+    lr: float | None,
+    momentum: float,
+    dampening: float,
+    weight_decay_scaling: str,
+    initial_lr: float | None,
 ) -> float:
-    r"""The ratio λ_c/λ = s·(1 − μ) / (lr·(1 − d)), arguments checked."""
-    lr = _positive("lr", lr)
-    momentum = _unit_interval("momentum", momentum)
-    dampening = _unit_interval("dampening", dampening)
+    r"""The ratio λ_c/λ = s·(1 − μ) / (lr·(1 − d)), arguments checked.
+
+    The learning rate cancels for ``"lr"`` (s = lr) and for ``"schedule"`` with
+    ``initial_lr`` given (s = lr/initial_lr); it is needed otherwise.
+    """
+    momentum = check_fraction("momentum", momentum)
+    dampening = check_fraction("dampening", dampening)
     _decay.check_weight_decay_scaling(weight_decay_scaling, decoupled=True)
-    start_lr = lr if initial_lr is None else _positive("initial_lr", initial_lr)
-    scale = _decay.decay_scale(weight_decay_scaling, lr, start_lr)
     if momentum == 0:
         dampening = 0.0  # torch's SGD keeps no buffer then, and ignores dampening
-    return scale * (1 - momentum) / (lr * (1 - dampening))
+    ratio = (1 - momentum) / (1 - dampening)
+    lr = None if lr is None else check_positive("lr", lr)
+    if initial_lr is not None:
+        initial_lr = check_positive("initial_lr", initial_lr)
+    if weight_decay_scaling == "lr":
+        return ratio
+    if weight_decay_scaling == "schedule" and initial_lr is not None:
+        return ratio / initial_lr
+    if lr is None:
+        unless = " unless initial_lr is given" if weight_decay_scaling == "schedule" else ""
+        raise TypeError(
+            f"lr is needed with weight_decay_scaling={weight_decay_scaling!r}{unless}: "
+            "the ratio s·(1 - momentum)/(lr·(1 - dampening)) keeps it"
+        )
+    start_lr = lr if initial_lr is None else initial_lr
+    return _decay.decay_scale(weight_decay_scaling, lr, start_lr) * ratio / lr
 
 
 def coupled_from_decoupled(
     weight_decay: float,
     *,
-    lr: float,
+    lr: float | None = None,
     momentum: float = 0.0,
     dampening: float = 0.0,
     weight_decay_scaling: str = "lr",
@@ -121,11 +104,11 @@ def coupled_from_decoupled(
 ) -> float:
     r"""The coupled λ_c whose SGD fixed point is that of decoupled SGD with λ.
 
-    Torch's SGD keeps a buffer b_t = μ·b_{t−1} + (1 − d)·g_t and steps θ ← θ − lr·b_t
-    (with Nesterov, θ ← θ − lr·(g_t + μ·b_t), where torch requires d = 0). Decoupled
+    Torch's SGD keeps a buffer m_t = μ·m_{t−1} + (1 − d)·g_t and steps θ ← θ − lr·m_t
+    (with Nesterov, θ ← θ − lr·(g_t + μ·m_t), where torch requires d = 0). Decoupled
     decay first shrinks θ ← θ·(1 − s·λ). At a fixed point at constant lr,
-    b = (1 − d)·g/(1 − μ) (with Nesterov, g + μ·b = g/(1 − μ), the same when d = 0)
-    and s·λ·θ = −lr·b, so g + λ_c·θ = 0 with
+    m = (1 − d)·g/(1 − μ) (with Nesterov, g + μ·m = g/(1 − μ), the same when d = 0)
+    and s·λ·θ = −lr·m, so g + λ_c·θ = 0 with
 
     .. math::
         \lambda_c = \frac{s\,\lambda\,(1-\mu)}{\mathrm{lr}\,(1-d)},
@@ -147,7 +130,9 @@ def coupled_from_decoupled(
 
     Args:
         weight_decay: the decoupled λ, >= 0.
-        lr: the constant learning rate at which the fixed point is reached, > 0.
+        lr: the constant learning rate at which the fixed point is reached, > 0. It
+            cancels, and may be left out, for ``"lr"``, and for ``"schedule"`` when
+            ``initial_lr`` is given; ``"none"`` needs it.
         momentum: μ, in [0, 1).
         dampening: d, in [0, 1); ignored when ``momentum`` is 0, as torch ignores it.
         weight_decay_scaling: ``"lr"``, ``"schedule"`` or ``"none"``, as for the optimizers.
@@ -156,8 +141,13 @@ def coupled_from_decoupled(
 
     Returns:
         λ_c, the ``weight_decay`` of ``l2optim.SGD`` with the default coupled form.
+
+    Raises:
+        TypeError: ``lr`` left out where it does not cancel, or an argument that is not
+            a real number.
+        ValueError: an argument out of its range.
     """
-    decoupled = _non_negative("weight_decay", weight_decay)
+    decoupled = check_non_negative("weight_decay", weight_decay)
     ratio = _coupled_per_decoupled(lr, momentum, dampening, weight_decay_scaling, initial_lr)
     return decoupled * ratio
 
@@ -165,7 +155,7 @@ def coupled_from_decoupled(
 def decoupled_from_coupled(
     weight_decay: float,
     *,
-    lr: float,
+    lr: float | None = None,
     momentum: float = 0.0,
     dampening: float = 0.0,
     weight_decay_scaling: str = "lr",
@@ -188,7 +178,7 @@ def decoupled_from_coupled(
     Returns:
         λ, the ``weight_decay`` of ``l2optim.SGD`` with ``decoupled_weight_decay=True``.
     """
-    coupled = _non_negative("weight_decay", weight_decay)
+    coupled = check_non_negative("weight_decay", weight_decay)
     ratio = _coupled_per_decoupled(lr, momentum, dampening, weight_decay_scaling, initial_lr)
     return coupled / ratio
 
@@ -211,7 +201,7 @@ def torch_from_paper(weight_decay: float, *, lr: float) -> float:
         weight_decay: the paper's λ, >= 0.
         lr: α, the base learning rate (torch's lr where η_t = 1), > 0.
     """
-    return _non_negative("weight_decay", weight_decay) / _positive("lr", lr)
+    return check_non_negative("weight_decay", weight_decay) / check_positive("lr", lr)
 
 
 def paper_from_torch(weight_decay: float, *, lr: float) -> float:
@@ -224,16 +214,16 @@ def paper_from_torch(weight_decay: float, *, lr: float) -> float:
         weight_decay: torch's λ (``torch.optim.AdamW``'s ``weight_decay``), >= 0.
         lr: α, the base learning rate (torch's lr where η_t = 1), > 0.
     """
-    return _non_negative("weight_decay", weight_decay) * _positive("lr", lr)
+    return check_non_negative("weight_decay", weight_decay) * check_positive("lr", lr)
 
 
 # -- normalised weight decay -----------------------------------------------------------
 
 
 def _normalization(batch_size: int, n_samples: int, n_epochs: float) -> float:
-    """√(b/(B·T)), arguments checked."""
+    """√(b/(N·T)), arguments checked."""
     fraction = _batch_fraction(batch_size, n_samples)
-    return math.sqrt(fraction / _positive("n_epochs", n_epochs))
+    return math.sqrt(fraction / check_positive("n_epochs", n_epochs))
 
 
 def weight_decay_from_normalized(
@@ -242,19 +232,19 @@ def weight_decay_from_normalized(
     r"""λ from the normalised weight decay of Loshchilov & Hutter (ICLR 2019, appendix).
 
     .. math::
-        \lambda = \lambda_{\text{norm}} \sqrt{\frac{b}{B\,T}},
+        \lambda = \lambda_{\text{norm}} \sqrt{\frac{b}{N\,T}},
 
-    b the batch size, B the number of training points and T the number of epochs,
+    b the batch size, N the number of training points and T the number of epochs,
     so that one λ_norm suits runs of any length and batch size. λ is the paper's
     (decay η_t·λ per step; see :func:`torch_from_paper`).
 
     Args:
         weight_decay_norm: λ_norm, >= 0.
         batch_size: b, an integer in [1, n_samples].
-        n_samples: B, a positive integer.
+        n_samples: N, a positive integer.
         n_epochs: T, > 0 (a fraction of an epoch is allowed).
     """
-    norm = _non_negative("weight_decay_norm", weight_decay_norm)
+    norm = check_non_negative("weight_decay_norm", weight_decay_norm)
     return norm * _normalization(batch_size, n_samples, n_epochs)
 
 
@@ -266,29 +256,31 @@ def normalized_weight_decay(
     The inverse of :func:`weight_decay_from_normalized`:
 
     .. math::
-        \lambda_{\text{norm}} = \lambda \sqrt{\frac{B\,T}{b}}.
+        \lambda_{\text{norm}} = \lambda \sqrt{\frac{N\,T}{b}}.
 
     Args:
         weight_decay: λ, the paper's, >= 0.
         batch_size, n_samples, n_epochs: as in :func:`weight_decay_from_normalized`.
     """
-    decay = _non_negative("weight_decay", weight_decay)
+    decay = check_non_negative("weight_decay", weight_decay)
     return decay / _normalization(batch_size, n_samples, n_epochs)
 
 
 # -- AdamW time scale ------------------------------------------------------------------
 
 
-def _iterations_per_unit(batch_size: int | None, n_samples: int | None) -> float:
-    """Iterations in one unit of the time scale: 1 (iterations) or N/b (epochs)."""
-    if batch_size is None and n_samples is None:
-        return 1.0
-    if batch_size is None or n_samples is None:
-        raise ValueError(
-            "batch_size and n_samples go together: give both for a time scale in epochs, "
-            "neither for one in iterations"
-        )
-    return 1 / _batch_fraction(batch_size, n_samples)
+@dataclass(frozen=True)
+class Timescale:
+    """The time scale of AdamW's weight average, in both units it is quoted in.
+
+    Attributes:
+        iterations: τ_iter = 1/(η·λ), in optimizer steps.
+        epochs: τ_epoch = τ_iter·b/N, in passes over the data; ``None`` when the batch
+            size and the number of samples were not given.
+    """
+
+    iterations: float
+    epochs: float | None = None
 
 
 def adamw_timescale(
@@ -297,7 +289,7 @@ def adamw_timescale(
     lr: float,
     batch_size: int | None = None,
     n_samples: int | None = None,
-) -> float:
+) -> Timescale:
     r"""The time scale of AdamW's weight average (Wang & Aitchison, 2024).
 
     With torch's convention θ ← (1 − η·λ)·θ − η·u_t, the weights are an exponential
@@ -307,31 +299,47 @@ def adamw_timescale(
         \tau_{\text{iter}} = \frac{1}{\eta\,\lambda}
         \quad\text{iterations, or}\quad
         \tau_{\text{epoch}} = \tau_{\text{iter}}\,\frac{b}{N}
-        \quad\text{epochs}.
+        \quad\text{epochs}
 
-    Wang & Aitchison, "How to set AdamW's weight decay as you scale model and dataset
-    size" (arXiv:2405.13698) find the best τ_epoch nearly constant as models and data
-    grow. For ``weight_decay_scaling="none"`` pass ``lr=1``.
+    for batch size b and N training samples. Wang & Aitchison, "How to set AdamW's
+    weight decay as you scale model and dataset size" (arXiv:2405.13698) find the best
+    τ_epoch nearly constant as models and data grow. For
+    ``weight_decay_scaling="none"`` pass ``lr=1``.
 
     Args:
         weight_decay: torch's λ, > 0.
         lr: η, the learning rate, > 0.
         batch_size: b, an integer in [1, n_samples]; give it with ``n_samples`` for
-            τ_epoch, leave both out for τ_iter.
+            τ_epoch.
         n_samples: N, the number of training points.
 
     Returns:
-        τ_epoch when ``batch_size`` and ``n_samples`` are given, else τ_iter.
+        A :class:`Timescale` with ``iterations`` and, when ``batch_size`` and
+        ``n_samples`` are given, ``epochs``: two numbers for one run, each named by its
+        unit.
     """
-    decay = _positive("weight_decay", weight_decay)
-    iterations = 1 / (_positive("lr", lr) * decay)
-    return iterations / _iterations_per_unit(batch_size, n_samples)
+    decay = check_positive("weight_decay", weight_decay)
+    iterations = 1 / (check_positive("lr", lr) * decay)
+    steps = _steps_per_epoch(batch_size, n_samples)
+    return Timescale(iterations, None if steps is None else iterations / steps)
+
+
+def _steps_per_epoch(batch_size: int | None, n_samples: int | None) -> float | None:
+    """N/b, or None when neither is given."""
+    if batch_size is None and n_samples is None:
+        return None
+    if batch_size is None or n_samples is None:
+        raise ValueError(
+            "batch_size and n_samples go together: give both for a time scale in epochs"
+        )
+    return 1 / _batch_fraction(batch_size, n_samples)
 
 
 def weight_decay_from_timescale(
-    timescale: float,
     *,
     lr: float,
+    iterations: float | None = None,
+    epochs: float | None = None,
     batch_size: int | None = None,
     n_samples: int | None = None,
 ) -> float:
@@ -344,10 +352,23 @@ def weight_decay_from_timescale(
         \qquad \tau_{\text{iter}} = \tau_{\text{epoch}}\,\frac{N}{b}.
 
     Args:
-        timescale: τ in epochs when ``batch_size`` and ``n_samples`` are given, else in
-            iterations, > 0.
-        lr, batch_size, n_samples: as in :func:`adamw_timescale`.
+        lr: η, the learning rate, > 0.
+        iterations: τ_iter, in optimizer steps, > 0; or
+        epochs: τ_epoch, in passes over the data, > 0, with ``batch_size`` and
+            ``n_samples``.
+        batch_size, n_samples: b and N, as in :func:`adamw_timescale`.
+
+    Raises:
+        TypeError: neither or both of ``iterations`` and ``epochs``; ``epochs``
+            without ``batch_size`` and ``n_samples``.
     """
-    tau = _positive("timescale", timescale)
-    iterations = tau * _iterations_per_unit(batch_size, n_samples)
-    return 1 / (_positive("lr", lr) * iterations)
+    if (iterations is None) == (epochs is None):
+        raise TypeError("give exactly one of iterations or epochs")
+    steps = _steps_per_epoch(batch_size, n_samples)
+    if epochs is not None:
+        if steps is None:
+            raise TypeError("epochs needs batch_size and n_samples, to count steps per epoch")
+        tau = check_positive("epochs", epochs) * steps
+    else:
+        tau = check_positive("iterations", iterations)
+    return 1 / (check_positive("lr", lr) * tau)

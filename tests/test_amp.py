@@ -153,7 +153,8 @@ SKIP_PATTERN = (True, True, False, False, True, False, True, True, False, False)
 
 def _scaled_gradient_steps(optimizer, params, scaler, pattern) -> None:
     """Hand the optimizer scaled gradients through ``scaler``, spoiling the steps ``pattern`` marks."""
-    scaler.scale(torch.zeros(()))  # GradScaler starts its scale lazily, at the first scale()
+    # GradScaler starts its scale lazily, at the first scale()
+    scaler.scale(torch.zeros((), device=params[0].device))
     good = 0
     for skip in pattern:
         scale = scaler.get_scale()
@@ -183,10 +184,7 @@ def test_skipped_first_steps_end_where_the_single_tensor_path_ends(
     single_kwargs = {k: v for k, v in config.kwargs().items() if k not in ("foreach", "fused")}
     reference = [nn.Parameter(p.clone()) for p in params0]
     reference_optimizer = make(reference, **single_kwargs, foreach=False)
-    for step in range(SKIP_PATTERN.count(False)):
-        for i, p in enumerate(reference):
-            p.grad = None if i == NO_GRAD else gradient(p.detach(), step, i)
-        reference_optimizer.step()
+    _plain_steps(reference_optimizer, reference, SKIP_PATTERN.count(False))
 
     assert scaler.get_scale() == 2.0**8 / 2 ** SKIP_PATTERN.count(True)
     for i, (p, r) in enumerate(zip(params, reference, strict=True)):
@@ -194,6 +192,14 @@ def test_skipped_first_steps_end_where_the_single_tensor_path_ends(
         assert optimizer.state[p].keys() == reference_optimizer.state[r].keys()
         for key, value in reference_optimizer.state[r].items():
             torch.testing.assert_close(optimizer.state[p][key], value, rtol=1e-5, atol=1e-6)
+
+
+def _plain_steps(optimizer, params, steps: int) -> None:
+    """The steps that were not skipped, without GradScaler: what the run must end at."""
+    for step in range(steps):
+        for i, p in enumerate(params):
+            p.grad = None if i == NO_GRAD else gradient(p.detach(), step, i)
+        optimizer.step()
 
 
 def _grouped_optimizer(config: Config, decoupled: bool, params, **kwargs):
@@ -221,22 +227,8 @@ def test_skipped_first_steps_on_cuda(cls, impl) -> None:
     params = [nn.Parameter(p.clone()) for p in params0]
     optimizer = cls(params, **hyper, **impl)
     scaler = torch.amp.GradScaler("cuda", init_scale=2.0**8, growth_interval=1000)
-    scaler.scale(torch.zeros((), device="cuda"))
-    good = 0
-    for skip in SKIP_PATTERN:
-        scale = scaler.get_scale()
-        for i, p in enumerate(params):
-            p.grad = None if i == NO_GRAD else gradient(p.detach(), good, i) * scale
-        if skip:
-            params[0].grad.view(-1)[0] = float("inf")
-        scaler.step(optimizer)
-        scaler.update()
-        good += not skip
+    _scaled_gradient_steps(optimizer, params, scaler, SKIP_PATTERN)
     reference = [nn.Parameter(p.clone()) for p in params0]
-    reference_optimizer = cls(reference, **hyper, foreach=False)
-    for step in range(good):
-        for i, p in enumerate(reference):
-            p.grad = None if i == NO_GRAD else gradient(p.detach(), step, i)
-        reference_optimizer.step()
+    _plain_steps(cls(reference, **hyper, foreach=False), reference, SKIP_PATTERN.count(False))
     for p, r in zip(params, reference, strict=True):
         torch.testing.assert_close(p, r, rtol=1e-5, atol=1e-6)

@@ -82,6 +82,19 @@ def test_stacked_training_equals_fold_trainer_one_model_at_a_time(optimizer, kwa
     assert stack.optimizer_steps == len(folds) * fold_trainer.epochs * math.ceil(30 / 7)
 
 
+def test_standardising_scales_each_fold_on_its_own_training_rows():
+    # Far from standardised, so each fold's scaling differs: one shared scaling, or none,
+    # would give other scores.
+    fold_trainer = FoldTrainer(
+        mlp, 3 * X + 5, 10 * Y - 2, optimizer=l2optim.SGD, optimizer_kwargs={"lr": 0.05},
+        epochs=3, batch_size=7, standardize=True,
+    )
+    folds, lambdas = [0, 1, 2, 2], [0.0, 0.1, 0.1, 0.5]
+    stack = ModelStack(fold_trainer, SPLITS, folds, lambdas)
+    stack.train(3)
+    np.testing.assert_allclose(stack.scores(), one_by_one(fold_trainer, folds, lambdas), rtol=1e-10)
+
+
 def test_parameters_equal_sequentially_trained_ones():
     fold_trainer = trainer(l2optim.AdamW, {"lr": 0.02}, factory=normalised_mlp)
     folds, lambdas = [0, 2], [0.01, 0.5]
@@ -93,7 +106,7 @@ def test_parameters_equal_sequentially_trained_ones():
             model = fold_trainer._new_model()
             optimizer = l2optim.AdamW(l2optim.decay_groups(model, lam), lr=0.02)
             rows = torch.as_tensor(SPLITS[fold][0])
-            assert fold_trainer._train(model, optimizer, rows)
+            assert fold_trainer._train(model, optimizer, fold_trainer._data(rows), rows)
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
             stacked = {**stack.params, **stack.buffers}[name][copy]
             torch.testing.assert_close(stacked, tensor.detach(), rtol=1e-10, atol=1e-12)
@@ -104,9 +117,10 @@ def test_parameters_equal_sequentially_trained_ones():
     config=st.sampled_from(CONFIGS),
     pairs=st.lists(st.tuples(st.integers(0, 2), st.floats(0.0, 0.9)), min_size=1, max_size=4),
     batch_size=st.sampled_from([None, 5, 11, 30]),
+    standardize=st.booleans(),
 )
-def test_any_mix_of_folds_and_lambdas_equals_one_by_one(config, pairs, batch_size):
-    fold_trainer = trainer(*config, epochs=2, batch_size=batch_size)
+def test_any_mix_of_folds_and_lambdas_equals_one_by_one(config, pairs, batch_size, standardize):
+    fold_trainer = trainer(*config, epochs=2, batch_size=batch_size, standardize=standardize)
     folds, lambdas = zip(*pairs, strict=True)
     stack = ModelStack(fold_trainer, SPLITS, folds, lambdas)
     stack.train(2)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +47,13 @@ def table(tmp_path_factory) -> Path:
 
 
 def assert_search_report(report: dict, bounds: tuple[float, float], folds: int) -> None:
+    """A trained search's report: grid then Brent inside ``bounds``, per-fold scores."""
     lo, hi = bounds
+    assert report["method"] == "trained"
     assert lo <= report["lambda"] <= hi
     lambdas = [row["lambda"] for row in report["evaluations"]]
     assert lambdas == sorted(lambdas) and lambdas[0] == pytest.approx(lo)
     assert lambdas[-1] == pytest.approx(hi)
-    # Seven grid points, then Brent's evaluations between the best one's neighbours.
-    assert len(lambdas) > 7
     assert report["lambda_min"] in lambdas and report["lambda_1se"] in lambdas
     means = {row["lambda"]: row["mean"] for row in report["evaluations"]}
     assert means[report["lambda_min"]] == min(means.values())  # ties: any of them
@@ -63,65 +63,94 @@ def assert_search_report(report: dict, bounds: tuple[float, float], folds: int) 
         assert row["se"] == pytest.approx(np.std(row["scores"], ddof=1) / np.sqrt(folds))
 
 
-def read_standardised(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The features and the target ``y`` of the table, standardised as the command does."""
-    values = np.loadtxt(path, delimiter=",", skiprows=1)
-    sd = values.std(axis=0)
-    values = (values - values.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+def read_table(path: Path, sep: str = ",") -> tuple[np.ndarray, np.ndarray]:
+    """The features and the target (last column) of a table, as they are in the file."""
+    values = np.loadtxt(path, delimiter=sep, skiprows=1)
     return values[:, :-1], values[:, -1]
 
 
-def test_select_lambda_on_a_csv_reports_ridge_cv_at_the_library_lambda(table):
-    # Linear model, coupled SGD (momentum 0.9), full batch, converged: the CV curve is
-    # ridge_cv's at the same λ (float32 training, hence rel=1e-4).
+def brute_force_fold_mse(x, y, train, test, lam):
+    """Each fold as a scikit-learn Pipeline would do it: scale x and y on the training rows,
+    fit ridge there, predict the test rows in y's units; their mean squared error."""
+    x_mean, x_sd = x[train].mean(0), x[train].std(0)
+    x_sd = np.where(x_sd > 0, x_sd, 1.0)
+    y_mean, y_sd = y[train].mean(), y[train].std()
+    xs, ys = (x[train] - x_mean) / x_sd, (y[train] - y_mean) / y_sd
+    w = np.linalg.solve(xs.T @ xs / len(train) + lam * np.eye(x.shape[1]), xs.T @ ys / len(train))
+    return float(np.mean((((x[test] - x_mean) / x_sd) @ w * y_sd + y_mean - y[test]) ** 2))
+
+
+def test_ridge_is_answered_by_ridge_cv_on_the_commands_folds(table):
+    for seed in ("4",):  # the default seed, 0, in the demo's test
+        done = run_cli("select-lambda", str(table), "--target", "y", "--folds", "3",
+                       "--seed", seed, "--json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["method"] == "ridge_cv"
+        X, y = read_table(table)
+        splits = l2optim.kfold_splits(40, 3, random_state=int(seed))
+        oracle = l2optim.ridge_cv(X, y, cv=splits, standardize=True)
+        assert report["lambda_min"] == oracle.lambda_min
+        assert report["lambda_1se"] == oracle.lambda_1se
+        assert [row["lambda"] for row in report["evaluations"]] == oracle.lambdas.tolist()
+        assert [row["mean"] for row in report["evaluations"]] == oracle.cv_mean.tolist()
+        # Each point of the curve is the brute-force per-fold standardised refit.
+        row = report["evaluations"][len(report["evaluations"]) // 2]
+        folds = [brute_force_fold_mse(X, y, tr, te, row["lambda"]) for tr, te in splits]
+        assert row["mean"] == pytest.approx(np.mean(folds), rel=1e-9)
+
+
+def test_the_trained_search_standardises_inside_each_fold(table):
+    # Linear model, coupled SGD (momentum 0.9), full batch, converged: each fold's score is
+    # the brute-force per-fold standardised ridge (float32 training, hence rel=1e-4).
     done = run_cli(
-        "select-lambda",
-        str(table),
-        "--target",
-        "y",
-        *FAST,
-        "--epochs",
-        "300",
-        "--batch-size",
-        "40",
-        "--lr",
-        "0.1",
-        "--bounds",
-        "1e-4",
-        "5",
+        "select-lambda", str(table), "--target", "y", "--trained", *FAST,
+        "--epochs", "300", "--batch-size", "40", "--lr", "0.1", "--bounds", "1e-4", "5",
         "--json",
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert_search_report(report, (1e-4, 5.0), folds=3)
     assert report["n_samples"] == 40 and report["n_features"] == 3 and not report["decoupled"]
-    assert "half the MSE" in report["loss"]
-    X, y = read_standardised(table)
-    # The command's folds (--seed 0), laid end to end: ridge_cv's contiguous folds.
-    order = np.concatenate([test for _, test in l2optim.kfold_splits(40, 3, random_state=0)])
-    lambdas = [row["lambda"] for row in report["evaluations"]]
-    oracle = l2optim.ridge_cv(X[order], y[order], lambdas=lambdas, cv=3)
-    assert oracle.lambdas.tolist() == lambdas
-    means = [row["mean"] for row in report["evaluations"]]
-    assert means == pytest.approx(oracle.cv_mean.tolist(), rel=1e-4)
+    X, y = read_table(table)
+    splits = l2optim.kfold_splits(40, 3, random_state=0)
+    for row in report["evaluations"]:
+        expected = [brute_force_fold_mse(X, y, tr, te, row["lambda"]) for tr, te in splits]
+        assert row["scores"] == pytest.approx(expected, rel=1e-4)
     # A 2-feature linear signal with little noise: far better than predicting the mean.
-    assert min(row["mean"] for row in report["evaluations"]) < 0.3
+    assert min(row["mean"] for row in report["evaluations"]) < 0.3 * np.var(y)
 
 
-def test_demo_writes_a_plot_and_a_log_that_a_rerun_reuses(tmp_path):
-    log, plot = tmp_path / "search.jsonl", tmp_path / "cv.png"
-    args = ["select-lambda", "--demo", *FAST, "--rule", "1se", "--json", "--log", str(log)]
-    first = run_cli(*args, "--plot", str(plot))
+def test_demo_is_the_closed_form_and_writes_a_plot(tmp_path):
+    plot = tmp_path / "cv.png"
+    done = run_cli("select-lambda", "--demo", "--rule", "1se", "--json", "--plot", str(plot))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["data"], report["target"], report["n_samples"]) == (
+        "diabetes.csv", "progression", 442)
+    X, y, _ = l2optim.data.load_diabetes()
+    oracle = l2optim.ridge_cv(X, y, cv=l2optim.kfold_splits(442, 5), standardize=True)
+    assert report["lambda"] == report["lambda_1se"] == oracle.lambda_1se
+    assert report["lambda_min"] == oracle.lambda_min and report["at_edge"] is None
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_trained_search_writes_a_log_that_a_rerun_reuses(tmp_path):
+    log = tmp_path / "search.jsonl"
+    args = ["select-lambda", "--demo", "--trained", *FAST, "--json", "--log", str(log),
+            "--n-grid", "4", "--xtol", "0.5"]
+    first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
-    assert_search_report(report, (1e-5, 1.0), folds=3)
-    assert (report["data"], report["target"], report["n_samples"]) == (
-        "diabetes.csv",
-        "progression",
-        442,
-    )
-    assert report["lambda"] == report["lambda_1se"] >= report["lambda_min"]
-    assert plot.read_bytes().startswith(b"\x89PNG")
+    trainer = l2optim.FoldTrainer(torch.nn.Linear(10, 1), *l2optim.data.load_diabetes()[:2],
+                                  optimizer_kwargs={"lr": 0.01, "momentum": 0.9}, epochs=3,
+                                  batch_size=64, standardize=True)
+    n_train = max(len(train) for train, _ in l2optim.kfold_splits(442, 3))
+    bounds = trainer.default_bounds(n_train)
+    assert_search_report(report, bounds, folds=3)
+    assert report["bounds"] == pytest.approx(list(bounds))
+    grid = np.geomspace(*bounds, 4)
+    assert sum(np.isclose(row["lambda"], grid).any() for row in report["evaluations"]) == 4
     assert len(log.read_text().splitlines()) == len(report["evaluations"])
 
     again = run_cli(*args)
@@ -153,7 +182,41 @@ def test_table_output_and_two_worker_processes(table):
     )
     assert sum("<- min" in line for line in lines) == 1
     assert lines[-1].startswith("chosen lambda (min): ")
-    assert 1e-5 <= float(lines[-1].split(": ")[1]) <= 1.0
+    assert float(lines[-1].split(": ")[1]) > 0
+
+
+def test_closed_form_table_says_which_method(table):
+    done = run_cli("select-lambda", str(table), "--target", "y", "--folds", "3")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "ridge by the closed form (l2optim.ridge_cv)" in lines[0]
+    assert "3-fold CV" in lines[0] and "standardised within each training fold" in lines[0]
+    assert sum("<- min" in line for line in lines) == 1
+
+
+def test_a_lambda_on_the_edge_is_noted(table):
+    # The best λ of this signal is far below 1: the search over [1, 5] ends on its lower edge.
+    done = run_cli("select-lambda", str(table), "--target", "y", "--bounds", "1", "5")
+    assert done.returncode == 0, done.stderr
+    assert "note: lambda_min is at the lower end of the searched range" in done.stdout
+    assert "Warning" not in done.stderr
+    as_json = run_cli("select-lambda", str(table), "--target", "y", "--bounds", "1", "5",
+                      "--json")
+    report = json.loads(as_json.stdout)
+    assert report["at_edge"] == "lower" and report["lambda_min"] == pytest.approx(1.0)
+
+
+def test_a_semicolon_separated_file_is_read_and_a_wrong_sep_is_explained(tmp_path, table):
+    semicolons = tmp_path / "semicolons.csv"
+    semicolons.write_text(table.read_text().replace(",", ";"))
+    done = run_cli("select-lambda", str(semicolons), "--target", "y", "--folds", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    X, y = read_table(table)
+    oracle = l2optim.ridge_cv(X, y, cv=l2optim.kfold_splits(40, 3), standardize=True)
+    assert json.loads(done.stdout)["lambda_min"] == oracle.lambda_min
+    wrong = run_cli("select-lambda", str(semicolons), "--target", "y", "--sep", ",")
+    assert_one_line_usage_error(wrong.returncode, wrong.stdout, wrong.stderr,
+                                "the header looks separated by ';'")
 
 
 def bad_files(tmp: Path) -> dict[str, Path]:
@@ -184,9 +247,10 @@ def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
     cases = [
         (["select-lambda", str(tmp_path / "missing.csv"), "--target", "y"], "no such file"),
         # Every λ of the grid diverges: nothing to refine, and the message says what to try.
-        ([*csv, *FAST, "--lr", "1e30"], "try a smaller --lr"),
+        ([*csv, "--trained", *FAST, "--lr", "1e30"], "try a smaller learning rate"),
         # Decoupled decay with lr·λ = 1 would zero every weight: the optimizer refuses.
-        ([*csv, *FAST, "--decoupled", "--bounds", "1", "1000"], "training failed at lambda=100"),
+        ([*csv, "--trained", *FAST, "--decoupled", "--bounds", "1", "1000"],
+         "training failed at lambda=100"),
     ]
     # Each run mostly waits for torch to import: run them side by side.
     with ThreadPoolExecutor(len(cases)) as pool:
@@ -198,27 +262,35 @@ def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["{table}", "--target", "z"], "unknown column 'z' for --target; the columns are: x1, x2"),
+        (["{table}", "--target", "z"], "unknown column 'z'; the columns are: x1, x2"),
         (["{text}", "--target", "y"], "column 'b', row 2 (line 3): 'five' is not a number"),
         (["{empty}", "--target", "y"], "the file is empty"),
-        (["{table}", "--target", "y", "--bounds", "1", "0.1"], "0 < LO < HI, got 1 0.1"),
-        (["{table}", "--target", "y", "--bounds", "0", "1"], "0 < LO < HI, got 0 1"),
+        (["{table}", "--target", "y", "--bounds", "1", "0.1"],
+         "bounds must satisfy 0 < lo < hi < inf, got (1.0, 0.1)"),
+        (["{table}", "--target", "y", "--bounds", "0", "1"], "0 < lo < hi < inf, got (0.0, 1.0)"),
         (
             ["{table}", "--target", "y", "--folds", "41"],
-            "--folds must be between 2 and the number of rows (40), got 41",
+            "folds must be an integer in [2, n_samples=40], got 41",
         ),
+        (["{table}", "--target", "y", "--trained", "--folds", "41"],
+         "folds must be an integer in [2, n_samples=40], got 41"),
         (["{header}", "--target", "b"], "a header row but no data rows"),
         (["{ragged}", "--target", "y"], "row 2 (line 3) has 1 fields, the header has 2"),
-        (["{text}", "--target", "y", "--folds", "1"], "--folds must be at least 2, got 1"),
+        (["{table}", "--target", "y", "--folds", "1"],
+         "folds must be an integer in [2, n_samples=40], got 1"),
         (["{text}", "--target", "y", "--bounds", "1e-3", "x"], "invalid float value: 'x'"),
         (["{text}"], "--target COL is required with DATA.csv"),
         (["{text}", "--demo"], "give either DATA.csv with --target COL, or --demo"),
-        (["--demo", "--lr", "-1"], "--lr must be a positive number, got -1"),
+        (["--demo", "--trained", "--lr", "-1"], "Invalid learning rate: -1"),
         (["--demo", "--target", "nope"], "the columns are: age, sex, bmi, bp, s1, s2, s3"),
-        (["--demo", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (["--demo", "--trained", "--workers", "0"], "workers must be an integer >= 1, got 0"),
+        (["--demo", "--trained", "--n-grid", "2"], "n_grid must be an integer >= 3, got 2"),
+        (["--demo", "--workers", "2"], "--workers applies to the trained search"),
+        (["--demo", "--lr", "0.1"], "--lr applies to the trained search"),
         (["--demo", "--plot", "{missing}/cv.png"], "does not exist"),
-        (["--demo", "--budget", "5"], "--budget needs --fast"),
-        (["--demo", "--fast", "--budget", "0"], "--budget must be a positive number, got 0"),
+        (["--demo", "--sep", ";;"], "sep must be one character"),
+        (["--demo", "--budget", "5"], "--budget applies to --fast only"),
+        (["--demo", "--fast", "--budget", "0"], "budget must be > 0, got 0.0"),
         (["--demo", "--fast", "--log", "{missing}.jsonl"], "--log does not apply to --fast"),
         (["--demo", "--fast", "--workers", "2"], "--workers does not apply to --fast"),
         (["--demo", "--fast", "--budget", "0.001"], "budget must be at least"),
@@ -234,55 +306,42 @@ def test_more_bad_inputs_in_process(tmp_path, capsys, table, args, message):
     assert_one_line_usage_error(stopped.value.code, captured.out, captured.err, message)
 
 
-def test_shipped_demo_data_is_the_diabetes_table():
-    X, y, names = l2optim.data.load_diabetes()
-    assert X.shape == (442, 10) and y.shape == (442,)
-    assert names == ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-    # Efron et al. (2004), table 1: the first patient, and the range of the response.
-    assert X[0].tolist() == [59, 2, 32.1, 101, 157, 93.2, 38, 4, 4.8598, 87] and y[0] == 151
-    assert (y.min(), y.max()) == (25, 346)
-
-
+@pytest.mark.filterwarnings("ignore::l2optim.LambdaAtEdgeWarning")  # 8 epochs: λ at the top
 def test_fast_races_within_its_budget_with_the_librarys_numbers(table):
     done = run_cli(
-        "select-lambda",
-        str(table),
-        "--target",
-        "y",
-        "--epochs",
-        "8",
-        "--fast",
-        "--budget",
-        "6",
+        "select-lambda", str(table), "--target", "y", "--epochs", "8", "--fast", "--budget", "6",
         "--json",
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     race = report["race"]
-    assert race["run_equivalents"] <= 6
+    assert report["method"] == "race" and race["run_equivalents"] <= 6
     assert race["run_equivalents"] == pytest.approx(race["optimizer_steps"] / race["steps_per_run"])
-    # The same race through the library, on the command's standardised data and folds.
-    rows = np.loadtxt(table, delimiter=",", skiprows=1)
-    columns = (rows - rows.mean(0)) / np.where(rows.std(0) > 0, rows.std(0), 1.0)
+    # The same race through the library: the command's trainer (standardising inside each
+    # fold), its folds and the trainer's default bounds.
+    X, y = read_table(table)
     trainer = l2optim.FoldTrainer(
-        partial(torch.nn.Linear, 3, 1),
-        torch.as_tensor(columns[:, :3], dtype=torch.float32),
-        torch.as_tensor(columns[:, 3], dtype=torch.float32),
+        functools.partial(torch.nn.Linear, 3, 1),
+        torch.as_tensor(X, dtype=torch.float32),
+        torch.as_tensor(y, dtype=torch.float32),
         optimizer=l2optim.SGD,
         optimizer_kwargs={"momentum": 0.9, "lr": 0.01},
         epochs=8,
         batch_size=64,
+        standardize=True,
     )
-    expected = l2optim.select_lambda_fast(trainer, (1e-5, 1.0), budget=6, random_state=0)
+    expected = l2optim.select_lambda_fast(trainer, budget=6, random_state=0)
     assert report["lambda_min"] == pytest.approx(expected.lambda_min)
+    assert report["bounds"] == pytest.approx(list(expected.bounds))
     means = [row["mean"] for row in report["evaluations"]]
-    np.testing.assert_allclose(means, expected.final.means, rtol=1e-6)
+    np.testing.assert_allclose(means, expected.cv_mean, rtol=1e-6)
     assert race["epochs"] == expected.final.epochs
 
 
 def test_fast_prints_its_cost_in_training_runs(table):
     done = run_cli("select-lambda", str(table), "--target", "y", *FAST, "--fast", "--budget", "8")
     assert done.returncode == 0, done.stderr
+    assert "raced (l2optim.select_lambda_fast)" in done.stdout
     cost = [line for line in done.stdout.splitlines() if line.startswith("cost: ")]
     assert len(cost) == 1 and "training-run equivalents" in cost[0]
     assert float(cost[0].split()[1]) <= 8

@@ -126,3 +126,13 @@ def test_grad_mode_step_turns_grad_off_unless_differentiable() -> None:
     step(Plain())
     step(Differentiable())
     assert modes == [False, True] and torch.is_grad_enabled()
+
+
+def test_dask_client_of_finds_the_client_behind_its_executor() -> None:
+    distributed = pytest.importorskip("distributed")
+    assert _compat.dask_client_of(object()) is None
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None
+    ) as client:
+        assert _compat.dask_client_of(client) is client
+        assert _compat.dask_client_of(client.get_executor()) is client

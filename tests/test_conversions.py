@@ -67,10 +67,10 @@ def test_published_values():
         0.05, batch_size=128, n_samples=50_000, n_epochs=100
     ) == pytest.approx(0.05 * math.sqrt(128 / 5e6))
     # AdamW at η = 1e-3, λ = 0.1: τ_iter = 10 000 steps; at N/b = 1000 steps an epoch, 10.
-    assert conversions.adamw_timescale(0.1, lr=1e-3) == pytest.approx(1e4)
+    assert conversions.adamw_timescale(0.1, lr=1e-3).iterations == pytest.approx(1e4)
     assert conversions.adamw_timescale(
         0.1, lr=1e-3, batch_size=50, n_samples=50_000
-    ) == pytest.approx(10.0)
+    ).epochs == pytest.approx(10.0)
 
 
 # -- round trips -----------------------------------------------------------------------
@@ -107,17 +107,19 @@ def test_normalized_round_trip(weight_decay, batch, n_epochs):
 @settings(max_examples=100)
 @given(weight_decay=st.floats(1e-6, 1e3), lr=positive, batch=st.none() | batches())
 def test_timescale_round_trip(weight_decay, lr, batch):
-    unit = batch or {}
-    tau = conversions.adamw_timescale(weight_decay, lr=lr, **unit)
-    back = conversions.weight_decay_from_timescale(tau, lr=lr, **unit)
+    tau = conversions.adamw_timescale(weight_decay, lr=lr, **(batch or {}))
+    back = conversions.weight_decay_from_timescale(lr=lr, iterations=tau.iterations)
     assert back == pytest.approx(weight_decay, rel=1e-12)
+    if batch is not None:
+        back = conversions.weight_decay_from_timescale(lr=lr, epochs=tau.epochs, **batch)
+        assert back == pytest.approx(weight_decay, rel=1e-12)
 
 
 @settings(max_examples=30)
 @given(weight_decay=positive, lr=positive, batch=batches())
 def test_timescale_in_epochs_is_iterations_times_batch_fraction(weight_decay, lr, batch):
-    iterations = conversions.adamw_timescale(weight_decay, lr=lr)
-    epochs = conversions.adamw_timescale(weight_decay, lr=lr, **batch)
+    iterations = conversions.adamw_timescale(weight_decay, lr=lr).iterations
+    epochs = conversions.adamw_timescale(weight_decay, lr=lr, **batch).epochs
     assert epochs == pytest.approx(iterations * batch["batch_size"] / batch["n_samples"])
 
 
@@ -177,15 +179,18 @@ BAD_INPUT = [
     (conversions.torch_from_paper, (float("nan"),), {"lr": 0.1}, "weight_decay must be finite"),
     (conversions.paper_from_torch, (0.1,), {"lr": float("inf")}, "lr must be finite"),
     (conversions.normalized_weight_decay, (0.1,),
-     {"batch_size": 0, "n_samples": 10, "n_epochs": 1}, r"batch_size must be .*>= 1"),
+     {"batch_size": 0, "n_samples": 10, "n_epochs": 1},
+     r"batch_size must be an integer in \[1, n_samples=10\], got 0"),
     (conversions.weight_decay_from_normalized, (0.1,),
-     {"batch_size": 20, "n_samples": 10, "n_epochs": 1}, r"batch_size must be in \[1, n_samples"),
+     {"batch_size": 20, "n_samples": 10, "n_epochs": 1},
+     r"batch_size must be an integer in \[1, n_samples=10\], got 20"),
     (conversions.weight_decay_from_normalized, (0.1,),
      {"batch_size": 2, "n_samples": 10, "n_epochs": 0}, "n_epochs must be > 0"),
     (conversions.adamw_timescale, (0.0,), {"lr": 0.1}, "weight_decay must be > 0"),
     (conversions.adamw_timescale, (0.1,), {"lr": 0.1, "batch_size": 4},
      "batch_size and n_samples go together"),
-    (conversions.weight_decay_from_timescale, (-2.0,), {"lr": 0.1}, "timescale must be > 0"),
+    (conversions.weight_decay_from_timescale, (), {"lr": 0.1, "iterations": -2.0},
+     "iterations must be > 0"),
 ]
 
 
@@ -197,7 +202,7 @@ def test_bad_input_names_the_argument_and_range(function, args, kwargs, message)
 
 @pytest.mark.parametrize("value", ["0.1", None, 1.5])
 def test_counts_must_be_integers(value):
-    with pytest.raises(TypeError, match="batch_size must be a positive integer"):
+    with pytest.raises(TypeError, match=r"batch_size must be an integer in \[1, n_samples=10\]"):
         conversions.normalized_weight_decay(0.1, batch_size=value, n_samples=10, n_epochs=1)
 
 
@@ -207,3 +212,58 @@ def test_public_names():
         and not name.startswith("_") and getattr(conversions, name).__module__
         == conversions.__name__
     )
+
+
+# -- where lr cancels, it is not asked for -----------------------------------------------
+
+
+@settings(max_examples=50)
+@given(weight_decay=positive, lr=positive, initial_lr=positive, momentum=fractions,
+       dampening=fractions)
+def test_lr_is_optional_exactly_where_it_cancels(weight_decay, lr, initial_lr, momentum,
+                                                 dampening):
+    shape = {"momentum": momentum, "dampening": dampening}
+    for convert in (conversions.coupled_from_decoupled, conversions.decoupled_from_coupled):
+        # "lr": s = lr cancels.
+        assert convert(weight_decay, **shape) == pytest.approx(
+            convert(weight_decay, lr=lr, **shape), rel=1e-12)
+        # "schedule" with the schedule's start given: s = lr/initial_lr, lr cancels.
+        schedule = {**shape, "weight_decay_scaling": "schedule", "initial_lr": initial_lr}
+        assert convert(weight_decay, **schedule) == pytest.approx(
+            convert(weight_decay, lr=lr, **schedule), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"weight_decay_scaling": "none"}, "lr is needed with weight_decay_scaling='none'"),
+        ({"weight_decay_scaling": "schedule"}, "lr is needed with weight_decay_scaling='schedule'"
+         " unless initial_lr is given"),
+    ],
+)
+def test_lr_is_asked_for_where_it_does_not_cancel(kwargs, message):
+    for convert in (conversions.coupled_from_decoupled, conversions.decoupled_from_coupled):
+        with pytest.raises(TypeError, match=message):
+            convert(0.1, momentum=0.9, **kwargs)
+
+
+# -- the time scale says its unit ------------------------------------------------------------
+
+
+def test_timescale_names_its_units():
+    tau = conversions.adamw_timescale(0.1, lr=1e-3, batch_size=256, n_samples=50_000)
+    assert isinstance(tau, conversions.Timescale)
+    assert tau.iterations == pytest.approx(1e4)
+    assert tau.epochs == pytest.approx(1e4 * 256 / 50_000)  # 51.2 epochs, 10 000 steps
+    steps_only = conversions.adamw_timescale(0.1, lr=1e-3)
+    assert steps_only.iterations == pytest.approx(1e4) and steps_only.epochs is None
+    with pytest.raises(AttributeError):
+        tau.iterations = 1.0  # frozen
+    assert conversions.weight_decay_from_timescale(
+        lr=1e-3, epochs=tau.epochs, batch_size=256, n_samples=50_000
+    ) == pytest.approx(0.1)
+    assert conversions.weight_decay_from_timescale(lr=1e-3, iterations=1e4) == pytest.approx(0.1)
+    with pytest.raises(TypeError, match="exactly one of iterations or epochs"):
+        conversions.weight_decay_from_timescale(lr=1e-3, iterations=1e4, epochs=3.0)
+    with pytest.raises(TypeError, match="epochs needs batch_size and n_samples"):
+        conversions.weight_decay_from_timescale(lr=1e-3, epochs=3.0)

@@ -117,10 +117,16 @@ def test_valid_weight_decay_passes(weight_decay: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "weight_decay", [-1e-9, math.nan, math.inf, -math.inf, torch.tensor(-0.1), "0.1"], ids=str
+    "weight_decay", [-1e-9, math.nan, math.inf, -math.inf, torch.tensor(-0.1)], ids=str
 )
 def test_invalid_weight_decay_is_named(weight_decay: object) -> None:
     with pytest.raises(ValueError, match=r"Invalid weight_decay in group 3 value.*>= 0"):
+        _decay.check_weight_decay(weight_decay, "weight_decay in group 3")
+
+
+@pytest.mark.parametrize("weight_decay", ["0.1", None, True, [0.1]], ids=str)
+def test_weight_decay_of_the_wrong_type_is_a_type_error(weight_decay: object) -> None:
+    with pytest.raises(TypeError, match=r"weight_decay in group 3 must be a real number"):
         _decay.check_weight_decay(weight_decay, "weight_decay in group 3")
 
 

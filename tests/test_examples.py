@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -219,34 +218,39 @@ def test_ridge_cv_curve_lambda_beats_no_penalty() -> None:
     assert lowest == pytest.approx(at_min, abs=0.01)
 
 
-def mlp(n_features: int, hidden: int) -> torch.nn.Module:
-    """The example's model."""
-    return torch.nn.Sequential(
-        torch.nn.Linear(n_features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
-    )
-
-
 def test_select_lambda_mlp_scores_are_those_of_one_process() -> None:
-    """The pool's CV mean at λ_min is what the example's trainer gives in this process."""
+    """The workers' CV mean at λ_min is what the example's trainer gives in this process."""
     out = run_example("select_lambda_mlp.py")
     search = fields(line_starting(out, "select_lambda:"))
     best = fields(line_starting(out, "best evaluation:"))
-    assert 1e-3 <= search["lambda_min"] <= search["lambda_1se"] <= 30.0  # the bounds
+    assert search["lo"] <= search["lambda_min"] <= search["lambda_1se"] <= search["hi"]
+    # The trainer's bounds for AdamW at lr 0.01: λ·lr < 1, and they hold λ_1se, which the
+    # old default bounds (1e-6, 1) did not.
+    assert search["hi"] * 0.01 < 1 and search["lambda_1se"] > 1.0
     assert best["lam"] == pytest.approx(search["lambda_min"], rel=1e-3)
     assert search["evaluations"] > 5  # the grid of 5, then Brent
-    X, y = diabetes_standardised()
+    X, y, _ = l2optim.data.load_diabetes()
+    torch.manual_seed(0)  # the example's template model
+    model = torch.nn.Sequential(torch.nn.Linear(10, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
     trainer = l2optim.FoldTrainer(
-        partial(mlp, X.shape[1], 32),
+        model,
         X.astype(np.float32),
         y.astype(np.float32),
         optimizer=l2optim.AdamW,
         optimizer_kwargs={"lr": 1e-2},
         epochs=15,
         batch_size=128,
+        standardize=True,
     )
     scores = l2optim.kfold_objective(trainer, len(y), folds=5)(best["lam"])
-    # λ is printed to four digits, so the scores agree to about as many.
-    assert np.mean(scores) == pytest.approx(best["mean"], abs=5e-4)
+    # λ is printed to six digits, so the scores agree to about as many.
+    assert np.mean(scores) == pytest.approx(best["mean"], rel=1e-4)
+    # The refit is the trainer's fit at λ_min, on every row.
+    fitted = trainer.fit(best["lam"])
+    with torch.no_grad():
+        train_mse = float(((fitted(torch.as_tensor(X, dtype=torch.float32)) - torch.as_tensor(
+            y, dtype=torch.float32)) ** 2).mean())
+    assert train_mse == pytest.approx(fields(line_starting(out, "refit:"))["train_mse"], rel=1e-3)
 
 
 def test_select_lambda_fast_spends_its_budget_and_beats_no_penalty() -> None:

@@ -34,14 +34,14 @@ def test_lambda_agrees_with_ridge_cv_on_the_same_folds():
     )
     # Budget enough for the last rung to train all 100 epochs, then refine until settled.
     assert race.rungs[-1].epochs == 100 and race.stop == "settled"
-    ridge = l2optim.ridge_cv(X, Y, cv=4)  # contiguous folds, as shuffle=False
+    ridge = l2optim.ridge_cv(X, Y, cv=4, shuffle=False)  # the same folds
     best = int(np.flatnonzero(ridge.lambdas == ridge.lambda_min)[0])
-    at_choice = l2optim.ridge_cv(X, Y, cv=4, lambdas=[race.lambda_min]).cv_mean[0]
+    at_choice = l2optim.ridge_cv(X, Y, cv=4, shuffle=False, lambdas=[race.lambda_min]).cv_mean[0]
     # The stop's claim, checked on the closed form: the choice is within the band.
     assert at_choice - ridge.cv_mean[best] <= tolerance * ridge.cv_se[best]
     assert abs(math.log(race.lambda_min / ridge.lambda_min)) < 0.02
     # Every score of the last rung is the closed-form k-fold score at its λ.
-    closed_form = l2optim.ridge_cv(X, Y, cv=4, lambdas=race.final.lambdas)
+    closed_form = l2optim.ridge_cv(X, Y, cv=4, shuffle=False, lambdas=race.final.lambdas)
     np.testing.assert_allclose(race.final.means, closed_form.cv_mean, rtol=1e-6)
 
 
@@ -95,8 +95,12 @@ def test_the_cost_is_the_steps_counted_over_one_run():
 def test_a_kfold_objective_brings_its_folds():
     trainer = mlp_trainer()
     objective = l2optim.kfold_objective(trainer, 40, folds=4, shuffle=False)
-    from_objective = select_lambda_fast(objective, (1e-3, 10.0), budget=6)
-    from_trainer = select_lambda_fast(trainer, (1e-3, 10.0), folds=4, shuffle=False, budget=6)
+    # This race ends at the lower bound, and says so as select_lambda would.
+    with pytest.warns(l2optim.LambdaAtEdgeWarning, match="lower end"):
+        from_objective = select_lambda_fast(objective, (1e-3, 10.0), budget=6)
+    assert from_objective.at_edge == "lower"
+    with pytest.warns(l2optim.LambdaAtEdgeWarning):
+        from_trainer = select_lambda_fast(trainer, (1e-3, 10.0), folds=4, shuffle=False, budget=6)
     assert from_objective.lambda_min == from_trainer.lambda_min
     np.testing.assert_array_equal(from_objective.final.scores, from_trainer.final.scores)
 
@@ -117,15 +121,18 @@ def test_the_result_shares_the_cv_curve_records_and_plots():
     ("arguments", "error", "message"),
     [
         ({"trainer": "model"}, TypeError, "FoldTrainer or a KFoldObjective"),
-        ({"bounds": (1.0, 0.1)}, ValueError, "bounds"),
-        ({"budget": 0}, ValueError, "budget must be a finite number > 0, got 0"),
+        ({"bounds": (1.0, 0.1)}, ValueError, r"bounds must satisfy 0 < lo < hi < inf"),
+        ({"budget": "5"}, TypeError, "budget must be a real number, got '5'"),
+        ({"budget": 0}, ValueError, "budget must be > 0, got 0"),
         ({"budget": 0.01}, ValueError, "budget must be at least"),
-        ({"eta": 1}, ValueError, "eta must be a finite number > 1"),
-        ({"survivors": 2}, ValueError, "survivors must be an integer >= 3, got 2"),
-        ({"lean": -1}, ValueError, "lean must be an integer >= 0"),
-        ({"tolerance": -0.1}, ValueError, "tolerance must be a finite number >= 0"),
-        ({"first_fraction": 1.5}, ValueError, r"first_fraction must be in \(0, 1\]"),
-        ({"per_decade": math.nan}, ValueError, "per_decade"),
+        ({"eta": 1}, ValueError, "eta must be > 1, got 1"),
+        ({"survivors": 2}, ValueError, r"survivors must be an integer >= 3, got 2"),
+        ({"survivors": 3.5}, TypeError, r"survivors must be an integer >= 3, got 3.5"),
+        ({"lean": -1}, ValueError, "lean must be an integer >= 0, got -1"),
+        ({"tolerance": -0.1}, ValueError, "tolerance must be >= 0, got -0.1"),
+        ({"first_fraction": 1.5}, ValueError, r"first_fraction must be in \(0, 1\], got 1.5"),
+        ({"per_decade": math.nan}, ValueError, "per_decade must be finite, got nan"),
+        ({"folds": 1}, ValueError, r"folds must be an integer in \[2, n_samples=40\], got 1"),
     ],
 )
 def test_bad_arguments_are_named(arguments, error, message):

@@ -124,6 +124,35 @@ def test_default_is_torchs_default_on_small_cpu_tensors(mode: str, monkeypatch) 
         assert torch.equal(a, b)
 
 
+GRADIENT_CASES = [
+    (l2optim.SGD, {"momentum": 0.9, "nesterov": True}),
+    (l2optim.SGDW, {"momentum": 0.9, "nesterov": True}),
+    (l2optim.SGDW, {"momentum": 0.9, "dampening": 0.5, "maximize": True}),
+    (l2optim.SGD, {"momentum": 0.9}),
+    (l2optim.AdamW, {"maximize": True}),
+    (l2optim.Adam, {"amsgrad": True}),
+    (l2optim.RMSpropW, {"momentum": 0.9, "centered": True}),
+]
+
+
+@pytest.mark.parametrize("sizes", [[3, 5], [LARGE, 2]], ids=["small", "mixed"])
+@pytest.mark.parametrize(
+    ("cls", "kwargs"), GRADIENT_CASES, ids=lambda v: getattr(v, "__name__", str(v))
+)
+def test_the_default_step_leaves_the_gradients_alone(cls, kwargs, sizes) -> None:
+    """As torch's default does: code that reads p.grad after step() sees what it wrote."""
+    params = _params(sizes)
+    optimizer = cls(params, lr=0.1, weight_decay=0.1, **kwargs)
+    for step in range(3):  # the first step makes the buffers, the later ones use them
+        generator = torch.Generator().manual_seed(step)
+        grads = [torch.randn(p.shape, generator=generator) for p in params]
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g.clone()
+        optimizer.step()
+        for p, g in zip(params, grads, strict=True):
+            assert torch.equal(p.grad, g)
+
+
 @pytest.mark.parametrize(
     "impl", [{"foreach": True}, {"foreach": False}, {"fused": False}, {"differentiable": True}]
 )

@@ -68,7 +68,7 @@ def small_trainer() -> FoldTrainer:
     shuffle=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_folds_partition_the_samples(n_samples, folds, shuffle, seed):
+def test_folds_partition_the_samples_in_sorted_index_arrays(n_samples, folds, shuffle, seed):
     folds = min(folds, n_samples)
     splits = kfold_splits(n_samples, folds, shuffle=shuffle, random_state=seed)
     assert len(splits) == folds
@@ -77,6 +77,9 @@ def test_folds_partition_the_samples(n_samples, folds, shuffle, seed):
     sizes = [len(test) for test in tests]
     assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
     for train, test in splits:
+        # Sorted, as promised: rows read in file order, whatever the shuffle.
+        assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+        assert train.dtype.kind == test.dtype.kind == "i"
         assert np.array_equal(np.union1d(train, test), np.arange(n_samples))
         assert np.intersect1d(train, test).size == 0
     if not shuffle:
@@ -91,17 +94,17 @@ def test_same_seed_same_folds_other_seed_other_folds():
 
 
 @pytest.mark.parametrize(
-    ("n_samples", "folds", "message"),
+    ("n_samples", "folds", "error", "message"),
     [
-        (10, 1, "folds must be an integer >= 2"),
-        (10, 11, "folds must be between 2 and n_samples=10, got 11"),
-        (10, 2.5, "folds must be an integer >= 2"),
-        (10, True, "folds must be an integer >= 2"),
-        (0, 2, "n_samples must be an integer >= 1"),
+        (10, 1, ValueError, r"folds must be an integer in \[2, n_samples=10\], got 1"),
+        (10, 11, ValueError, r"folds must be an integer in \[2, n_samples=10\], got 11"),
+        (10, 2.5, TypeError, r"folds must be an integer in \[2, n_samples=10\], got 2.5"),
+        (10, True, TypeError, r"folds must be an integer in \[2, n_samples=10\], got True"),
+        (0, 2, ValueError, "n_samples must be an integer >= 1, got 0"),
     ],
 )
-def test_folds_out_of_range_are_refused(n_samples, folds, message):
-    with pytest.raises(ValueError, match=message):
+def test_folds_out_of_range_are_refused(n_samples, folds, error, message):
+    with pytest.raises(error, match=message):
         kfold_objective(mean_predictor_mse, n_samples, folds=folds)
 
 
@@ -169,10 +172,52 @@ def test_dask_local_cluster_gives_the_serial_scores_and_receives_the_data_once()
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        on_cluster = kfold_objective(trainer, len(Y), folds=4, executor=client.get_executor())
-        assert isinstance(on_cluster, KFoldObjective)
-        CountsPickles.pickled = 0
-        assert on_cluster(1e-2) == serial(1e-2)
-        assert on_cluster(0.5) == serial(0.5)
-        # Eight fold tasks, one copy of the trainer and its data sent to the workers.
-        assert CountsPickles.pickled == 1
+        # The client itself (public API), or the executor it gives.
+        for executor in (client, client.get_executor()):
+            on_cluster = kfold_objective(trainer, len(Y), folds=4, executor=executor)
+            assert isinstance(on_cluster, KFoldObjective)
+            CountsPickles.pickled = 0
+            assert on_cluster(1e-2) == serial(1e-2)
+            assert on_cluster(0.5) == serial(0.5)
+            # Eight fold tasks, one copy of the trainer and its data sent to the workers.
+            assert CountsPickles.pickled == 1
+
+
+# Set in this process before a pool starts: a forked worker inherits it, a spawned one
+# imports this module afresh and finds it empty.
+MARKED_IN_PARENT: list[bool] = []
+
+
+def worker_setup(lam: float, train_idx: np.ndarray, test_idx: np.ndarray) -> float:
+    """How the worker running this fold is set up: torch threads × 10, + 1 if spawned."""
+    return 10.0 * torch.get_num_threads() + (not MARKED_IN_PARENT)
+
+
+def test_workers_build_a_spawned_pool_with_one_torch_thread_and_close_it():
+    MARKED_IN_PARENT.append(True)
+    with kfold_objective(worker_setup, 10, folds=2, workers=2) as probe:
+        assert probe(1.0) == (11.0, 11.0)  # one torch thread, in a spawned worker
+        pool = probe.executor
+        assert isinstance(pool, ProcessPoolExecutor)
+    assert probe.executor is None  # shut down on leaving the block
+    with pytest.raises(RuntimeError):
+        pool.submit(int)
+
+
+def test_workers_and_executor_are_exclusive_and_workers_is_a_count():
+    with pytest.raises(ValueError, match="either workers or executor"), ThreadPoolExecutor(1) as pool:
+        kfold_objective(mean_predictor_mse, 10, workers=2, executor=pool)
+    with pytest.raises(ValueError, match="workers must be an integer >= 1, got 0"):
+        kfold_objective(mean_predictor_mse, 10, workers=0)
+
+
+def test_the_objective_offers_its_fit_scores_default_bounds_and_refit():
+    trainer = small_trainer()
+    objective = kfold_objective(trainer, len(Y), folds=4)
+    n_train = max(len(train) for train, _ in objective.splits)
+    assert objective.default_bounds() == trainer.default_bounds(n_train)
+    refit = objective.fit(0.1)
+    direct = trainer.fit(0.1)
+    for a, b in zip(refit.parameters(), direct.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert kfold_objective(mean_predictor_mse, 10).default_bounds() is None

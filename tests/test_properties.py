@@ -415,8 +415,8 @@ def test_first_step_is_exact(name, options, form, scaling, w, g, lr, weight_deca
     assume(not decoupled or scale * weight_decay < 1)
     parameter = torch.tensor(w)
     parameter.grad = torch.tensor(g)
-    # A scheduler would record initial_lr like this; "schedule" reads it.
-    group = {"params": [parameter], "initial_lr": initial_lr}
+    # "schedule" reads the group's own reference lr, lr_ref.
+    group = {"params": [parameter], "lr_ref": initial_lr}
     optimizer = OPTIMIZER_CLASSES[name](
         [group],
         lr=lr,

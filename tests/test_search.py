@@ -72,7 +72,7 @@ def test_brent_finds_the_continuous_optimum_between_grid_points(log10_centre, n_
 
 def test_select_lambda_on_a_known_smooth_objective():
     objective = CountingObjective(bowl(2.5e-3))
-    search = l2optim.select_lambda(objective, progress=False)
+    search = l2optim.select_lambda(objective, se_fraction=None, progress=False)
     assert search.lambda_min == pytest.approx(2.5e-3, rel=0.02)
     assert len(search.evaluations) == len(objective.calls) == len(set(objective.calls))
     assert [e.lam for e in search.evaluations] == objective.calls
@@ -177,14 +177,16 @@ def test_exception_names_lambda_and_keeps_finished_evaluations(tmp_path):
         ({"bounds": (1e-3,)}, "bounds"),
         ({"bounds": "ab"}, "bounds"),
         ({"n_grid": 2}, "n_grid"),
-        ({"n_grid": 5.0}, "n_grid"),
+        ({"n_grid": 5.5}, "n_grid"),
         ({"xtol": 0.0}, "xtol"),
         ({"xtol": math.nan}, "xtol"),
+        ({"se_fraction": -0.1}, "se_fraction"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, match):
+    # Before any evaluation; the type of the error is test_validation's business.
     objective = CountingObjective(bowl(1e-3))
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         l2optim.select_lambda(objective, progress=False, **kwargs)
     assert objective.calls == []
 
@@ -318,3 +320,143 @@ def test_plot_writes_a_png(tmp_path):
     ax.figure.savefig(path)
     plt.close(ax.figure)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- the CV curve
+
+
+def test_both_results_are_cv_curves_with_one_api():
+    search = l2optim.select_lambda(bowl(1e-3), progress=False)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 4))
+    ridge = l2optim.ridge_cv(X, X @ [1.0, -1.0, 0.5, 0.0] + rng.normal(size=30))
+    for result in (search, ridge):
+        assert isinstance(result, l2optim.CVCurve)
+        lambdas = np.asarray(result.lambdas)
+        assert np.all(np.diff(lambdas) > 0)  # ascending, one row per λ evaluated
+        assert len(result.cv_mean) == len(result.cv_se) == len(lambdas)
+        best = int(np.argmin(result.cv_mean))
+        assert result.lambda_min == lambdas[best]
+        assert result.lambda_1se >= result.lambda_min
+        assert result.bounds[0] <= lambdas[0] and lambdas[-1] <= result.bounds[1]
+        assert result.at_edge is None
+    # The search's curve is its evaluations, sorted by λ.
+    by_lambda = sorted(search.evaluations, key=lambda e: e.lam)
+    assert search.lambdas.tolist() == [e.lam for e in by_lambda]
+    assert search.cv_mean.tolist() == [e.mean for e in by_lambda]
+    assert search.cv_se.tolist() == [e.se for e in by_lambda]
+
+
+# --------------------------------------------------------------------------- the edges
+
+
+@pytest.mark.parametrize(
+    ("objective", "edge"),
+    [
+        (lambda lam: [lam, 1.1 * lam, 0.9 * lam], "lower"),  # smaller is always better
+        (lambda lam: [1 / lam, 1.1 / lam, 0.9 / lam], "upper"),
+    ],
+)
+def test_lambda_min_on_an_edge_is_flagged_and_warned(objective, edge):
+    with pytest.warns(l2optim.LambdaAtEdgeWarning, match=f"{edge} end"):
+        search = l2optim.select_lambda(objective, bounds=(1e-3, 1.0), progress=False)
+    assert search.at_edge == edge
+    assert search.lambda_min == (1e-3 if edge == "lower" else 1.0)
+
+
+def test_an_interior_minimum_is_not_on_an_edge(recwarn):
+    search = l2optim.select_lambda(bowl(1e-3), progress=False)
+    assert search.at_edge is None
+    assert not [w for w in recwarn if issubclass(w.category, l2optim.LambdaAtEdgeWarning)]
+
+
+# --------------------------------------------------------------------------- the noise-aware stop
+
+
+def curve_with_folds(mean_curve, se: float, folds: int = 5):
+    """Per-fold scores m(λ) + z_j·se·√k, z fixed with mean 0 and sd 1: the mean of the scores
+    is exactly m(λ) and their standard error exactly ``se``."""
+    z = np.arange(folds) - (folds - 1) / 2
+    z = z / z.std(ddof=1)
+    spread = z * se * math.sqrt(folds)
+
+    def objective(lam: float) -> list[float]:
+        return (mean_curve(math.log(lam)) + spread).tolist()
+
+    return objective
+
+
+def softplus(t: float) -> float:
+    return max(t, 0.0) + math.log1p(math.exp(-abs(t)))
+
+
+@settings(max_examples=40)
+@given(
+    centre=st.floats(-11.0, -2.0),
+    left=st.floats(0.01, 1.0),
+    right=st.floats(0.01, 3.0),
+    curvature=st.floats(0.0, 0.05),
+    log10_se=st.floats(-6.0, -1.0),
+    fraction=st.sampled_from([0.05, 0.1, 0.5]),
+)
+def test_the_noise_aware_stop_stays_inside_the_band_it_claims(
+    centre, left, right, curvature, log10_se, fraction
+):
+    # Convex CV curves in ln λ: flat on the left, rising on the right, as a CV curve is.
+    def mean_curve(x: float) -> float:
+        return (
+            left * softplus(-(x - centre)) + right * softplus(x - centre)
+            + curvature * (x - centre) ** 2
+        )
+
+    se = 10.0**log10_se
+    objective = CountingObjective(curve_with_folds(mean_curve, se))
+    search = l2optim.select_lambda(
+        objective, bounds=(1e-6, 1.0), xtol=1e-9, se_fraction=fraction, progress=False
+    )
+    dense = np.linspace(math.log(1e-6), 0.0, 20001)
+    lowest = min(mean_curve(x) for x in dense)
+    # The claim: stopping early costs less than `fraction` standard errors of CV score.
+    assert mean_curve(math.log(search.lambda_min)) - lowest <= fraction * se + 1e-12
+    # And it stops sooner than refining to xtol would.
+    exhaustive = CountingObjective(curve_with_folds(mean_curve, se))
+    l2optim.select_lambda(exhaustive, bounds=(1e-6, 1.0), xtol=1e-9, se_fraction=None,
+                          progress=False)
+    assert len(objective.calls) <= len(exhaustive.calls)
+
+
+def test_a_dip_far_inside_the_noise_is_not_refined():
+    # A dip of depth 1e-4 in a curve whose standard error is 1e-2: Brent alone spends
+    # many evaluations on it; the noise-aware stop spends few.
+    dip = curve_with_folds(lambda x: 1.0 + 1e-4 * ((x + 7) / 3) ** 2, se=1e-2)
+    plain = CountingObjective(dip)
+    l2optim.select_lambda(plain, se_fraction=None, progress=False)
+    aware = CountingObjective(dip)
+    search = l2optim.select_lambda(aware, progress=False)
+    assert len(aware.calls) <= 7 + 2 < len(plain.calls)
+    assert search.lambda_1se is not None
+
+
+def test_single_scores_have_no_noise_aware_stop():
+    plain = CountingObjective(lambda lam: 1.0 + 1e-4 * (math.log10(lam) + 3) ** 2)
+    l2optim.select_lambda(plain, se_fraction=None, progress=False)
+    default = CountingObjective(lambda lam: 1.0 + 1e-4 * (math.log10(lam) + 3) ** 2)
+    l2optim.select_lambda(default, progress=False)
+    assert default.calls == plain.calls
+
+
+# --------------------------------------------------------------------------- default bounds
+
+
+class WithDefaultBounds(CountingObjective):
+    def default_bounds(self) -> tuple[float, float]:
+        return (1e-2, 1e3)
+
+
+def test_bounds_default_to_the_objectives_own():
+    objective = WithDefaultBounds(bowl(3.0))
+    search = l2optim.select_lambda(objective, progress=False)
+    assert search.bounds == (1e-2, 1e3)
+    assert search.lambda_min == pytest.approx(3.0, rel=0.02)
+    plain = l2optim.select_lambda(bowl(1e-3), progress=False)
+    assert plain.bounds == (1e-6, 1.0)

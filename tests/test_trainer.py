@@ -105,11 +105,11 @@ def test_trainer_search_and_ridge_cv_agree_on_the_curve_and_on_lambda():
         objective, bounds=(0.03, 3.0), n_grid=5, xtol=0.05, progress=False
     )
     lambdas = [e.lam for e in search.evaluations]
-    oracle = l2optim.ridge_cv(SHRINK_X, SHRINK_Y, lambdas=lambdas, cv=4)
+    oracle = l2optim.ridge_cv(SHRINK_X, SHRINK_Y, lambdas=lambdas, cv=4, shuffle=False)
     closed_form = dict(zip(oracle.lambdas.tolist(), oracle.cv_mean.tolist(), strict=True))
     for evaluation in search.evaluations:
         assert evaluation.mean == pytest.approx(closed_form[evaluation.lam], rel=1e-5)
-    best = l2optim.ridge_cv(SHRINK_X, SHRINK_Y, cv=4).lambda_min
+    best = l2optim.ridge_cv(SHRINK_X, SHRINK_Y, cv=4, shuffle=False).lambda_min
     assert 0.03 < best < 3.0
     assert abs(math.log(search.lambda_min / best)) < 0.05
 
@@ -232,7 +232,7 @@ def test_data_on_cuda_trains_the_model_there_with_the_cpu_result():
         ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
         ({"y": Y[:-1]}, ValueError, "same number of samples"),
         ({"optimizer": torch.nn.Linear}, TypeError, "optimizer must be"),
-        ({"model_factory": "linear"}, TypeError, "model_factory must be callable"),
+        ({"model_factory": "linear"}, TypeError, "model_factory must be an nn.Module or a"),
         ({"loss": "mse"}, TypeError, "loss must be callable or None, got str"),
         ({"score": 1.0}, TypeError, "score must be callable or None, got float"),
     ],
@@ -241,3 +241,140 @@ def test_bad_arguments_are_named(kwargs, error, message):
     arguments = {"model_factory": LINEAR, "X": X, "y": Y, **kwargs}
     with pytest.raises(error, match=message):
         FoldTrainer(**arguments)
+
+
+# --------------------------------------------------------------------------- the refit
+
+
+def test_fit_is_training_directly_at_that_lambda_on_every_row():
+    lam = 0.3
+    trainer = FoldTrainer(LINEAR, X, Y, optimizer_kwargs={"lr": 0.1, "momentum": 0.9},
+                          epochs=7, batch_size=16, seed=5)
+    fitted = trainer.fit(lam)
+    # The same training written out by hand: seed, model, groups, shuffled batches.
+    torch.manual_seed(5)
+    model = LINEAR().to(torch.float64)
+    optimizer = l2optim.SGD(l2optim.decay_groups(model, lam), lr=0.1, momentum=0.9)
+    order = torch.Generator().manual_seed(5)
+    inputs, targets = torch.as_tensor(X), torch.as_tensor(Y)
+    for _ in range(7):
+        for rows in torch.randperm(N_SAMPLES, generator=order).split(16):
+            optimizer.zero_grad()
+            prediction = model(inputs[rows]).squeeze(-1)
+            loss = 0.5 * ((prediction - targets[rows]) ** 2).sum() / len(rows)
+            loss.backward()
+            optimizer.step()
+    for fitted_param, direct in zip(fitted.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(fitted_param, direct, rtol=1e-12, atol=1e-12)
+    assert not fitted.training  # ready to predict
+
+
+def test_fit_converges_to_ridge_on_all_the_data():
+    lam = 0.2
+    fitted = full_batch_trainer(l2optim.SGD, lr=0.1, momentum=0.9).fit(lam)
+    xc, yc = X - X.mean(0), Y - Y.mean()
+    w = np.linalg.solve(xc.T @ xc / N_SAMPLES + lam * np.eye(N_FEATURES), xc.T @ yc / N_SAMPLES)
+    np.testing.assert_allclose(fitted.weight.detach().numpy()[0], w, rtol=1e-7)
+    np.testing.assert_allclose(fitted.bias.item(), Y.mean() - X.mean(0) @ w, rtol=1e-7)
+
+
+def test_select_lambda_refits_at_lambda_min():
+    trainer = full_batch_trainer(l2optim.SGD, epochs=30, lr=0.3)
+    objective = l2optim.kfold_objective(trainer, N_SAMPLES, folds=3)
+    search = l2optim.select_lambda(objective, bounds=(1e-3, 3.0), n_grid=4, xtol=0.1,
+                                   refit=True, progress=False)
+    direct = trainer.fit(search.lambda_min)
+    for refitted, expected in zip(search.model.parameters(), direct.parameters(), strict=True):
+        assert torch.equal(refitted, expected)
+    no_refit = l2optim.select_lambda(objective, bounds=(1e-3, 3.0), n_grid=4, xtol=0.1,
+                                     progress=False)
+    assert no_refit.model is None
+    with pytest.raises(TypeError, match="refit=True needs an objective with a fit"):
+        l2optim.select_lambda(lambda lam: lam, refit=True, progress=False)
+
+
+# --------------------------------------------------------------------------- default bounds
+
+
+def test_decoupled_default_bounds_keep_lr_times_lambda_below_one():
+    trainer = FoldTrainer(mlp, X, Y, optimizer=l2optim.AdamW, optimizer_kwargs={"lr": 1e-2},
+                          epochs=15, batch_size=16)
+    lo, hi = trainer.default_bounds()
+    assert hi * 1e-2 < 1  # s·λ < 1 for the "lr" scaling: λ < 1/lr
+    # λ of the docs' MLP (λ_min ≈ 0.9, λ_1se ≈ 1.45) and of noisier problems (5–10).
+    assert lo < 0.9 and 10 < hi
+    schedule = FoldTrainer(mlp, X, Y, optimizer=l2optim.AdamW,
+                           optimizer_kwargs={"lr": 1e-2, "weight_decay_scaling": "schedule"},
+                           epochs=15, batch_size=16)
+    assert schedule.default_bounds()[1] < 1  # s = lr/lr_ref = 1 at the start: λ < 1
+    # More steps make smaller λ matter: the lower bound falls with the steps.
+    longer = FoldTrainer(mlp, X, Y, optimizer=l2optim.AdamW, optimizer_kwargs={"lr": 1e-2},
+                         epochs=150, batch_size=16)
+    assert longer.default_bounds()[0] == pytest.approx(lo / 10)
+    assert longer.default_bounds()[1] == hi
+
+
+def test_coupled_default_bounds_follow_the_scale_of_the_data():
+    linear = functools.partial(nn.Linear, 8, 1)
+    trainer = FoldTrainer(linear, SHRINK_X, SHRINK_Y, optimizer_kwargs={"lr": 0.3})
+    scaled = FoldTrainer(linear, 10 * SHRINK_X, SHRINK_Y, optimizer_kwargs={"lr": 0.001})
+    lo, hi = trainer.default_bounds()
+    assert scaled.default_bounds() == pytest.approx((100 * lo, 100 * hi))
+    # Ridge's best λ for this data lies well inside.
+    best = l2optim.ridge_cv(SHRINK_X, SHRINK_Y, cv=4).lambda_min
+    assert 100 * lo < best < hi / 10
+
+
+# --------------------------------------------------------------------------- standardising
+
+
+def brute_force_standardised_ridge_mse(x, y, train, test, lam):
+    """Scale x and y on the training rows (mean 0, sd 1), fit ridge there, predict the test
+    rows in y's units: what StandardScaler + Ridge + TransformedTargetRegressor would do."""
+    x_mean, x_sd = x[train].mean(0), x[train].std(0)
+    x_sd = np.where(x_sd > 0, x_sd, 1.0)
+    y_mean, y_sd = y[train].mean(), y[train].std()
+    xs, ys = (x[train] - x_mean) / x_sd, (y[train] - y_mean) / y_sd
+    m = len(train)
+    w = np.linalg.solve(xs.T @ xs / m + lam * np.eye(x.shape[1]), xs.T @ ys / m)
+    prediction = ((x[test] - x_mean) / x_sd) @ w * y_sd + y_mean
+    return float(np.mean((prediction - y[test]) ** 2))
+
+
+def test_standardize_scales_on_the_training_rows_only():
+    # Features on very different scales, a constant column, a target far from 0.
+    x = np.column_stack([X[:, 0] * 100 + 5, X[:, 1] / 10, np.ones(N_SAMPLES), X[:, 2]])
+    y = 50 + 20 * Y
+    trainer = FoldTrainer(functools.partial(nn.Linear, 4, 1), x, y, standardize=True,
+                          optimizer_kwargs={"lr": 0.1, "momentum": 0.9}, epochs=800)
+    for train, test in kfold_splits(N_SAMPLES, 3):
+        for lam in (0.01, 0.5):
+            expected = brute_force_standardised_ridge_mse(x, y, train, test, lam)
+            assert trainer(lam, train, test) == pytest.approx(expected, rel=1e-7)
+    # The refit predicts raw rows in y's units, its scaling taken from every row.
+    fitted = trainer.fit(0.5)
+    every = np.arange(N_SAMPLES)
+    expected_mse = brute_force_standardised_ridge_mse(x, y, every, every, 0.5)
+    with torch.no_grad():
+        prediction = fitted(torch.as_tensor(x)).squeeze(-1).numpy()
+    assert np.mean((prediction - y) ** 2) == pytest.approx(expected_mse, rel=1e-7)
+
+
+# --------------------------------------------------------------------------- a module as template
+
+
+def test_a_module_is_a_template_copied_for_every_call():
+    template = LINEAR()
+    before = [p.detach().clone() for p in template.parameters()]
+    trainer = FoldTrainer(template, X, Y, optimizer_kwargs={"lr": 0.1}, epochs=50)
+    first = trainer(0.1, TRAIN, TEST)
+    assert trainer(0.1, TRAIN, TEST) == first  # every call starts from the template
+    for after, original in zip(template.parameters(), before, strict=True):
+        assert torch.equal(after, original.to(after.dtype))  # the template is not trained
+
+
+def test_bad_optimizer_arguments_are_refused_before_any_training():
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        FoldTrainer(LINEAR, X, Y, optimizer_kwargs={"lr": -1.0})
+    with pytest.raises(TypeError, match="nesterov_momentum"):
+        FoldTrainer(LINEAR, X, Y, optimizer_kwargs={"lr": 0.1, "nesterov_momentum": 0.9})

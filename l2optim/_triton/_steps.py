@@ -178,6 +178,23 @@ def _check_steps(params: Sequence[Tensor], steps: Sequence[Tensor]) -> None:
             )
 
 
+def _state_check(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    lists: dict[str, Sequence[Tensor]],
+    state_steps: Sequence[Tensor],
+) -> Callable[[], None]:
+    """The full check of a step's tensors, run when its launch plan is first built."""
+
+    def check() -> None:
+        _check_params(params, grads)
+        for name, values in lists.items():
+            _check_state(name, params, values)
+        _check_steps(params, state_steps)
+
+    return check
+
+
 def _describe(t: Any) -> str:
     if not isinstance(t, Tensor):
         return repr(t)
@@ -592,11 +609,7 @@ def adam_step(
     if not params:
         return
 
-    def check() -> None:
-        _check_params(params, grads)
-        for name, values in lists.items():
-            _check_state(name, params, values)
-        _check_steps(params, state_steps)
+    check = _state_check(params, grads, lists, state_steps)
 
     maxima = max_exp_avg_sqs if amsgrad else None
     plan = _plan(
@@ -681,11 +694,7 @@ def rmsprop_step(
     if not params:
         return
 
-    def check() -> None:
-        _check_params(params, grads)
-        for name, values in lists.items():
-            _check_state(name, params, values)
-        _check_steps(params, state_steps)
+    check = _state_check(params, grads, lists, state_steps)
 
     columns = [grads, square_avgs, lists.get("grad_avgs"), lists.get("momentum_buffers")]
     plan = _plan(

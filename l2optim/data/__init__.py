@@ -16,15 +16,23 @@
 
 from __future__ import annotations
 
+import csv
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DIABETES_TARGET", "diabetes_csv", "load_diabetes"]
+__all__ = ["DIABETES_TARGET", "Table", "diabetes_csv", "load_diabetes", "read_csv"]
 
 #: The response column of ``diabetes.csv``.
 DIABETES_TARGET = "progression"
+
+#: Separators tried when none is given, in this order of preference on a tie.
+SEPARATORS = (",", ";", "\t", "|")
 
 
 def diabetes_csv() -> Path:
@@ -39,10 +47,146 @@ def load_diabetes() -> tuple[np.ndarray, np.ndarray, list[str]]:
         ``(X, y, feature_names)``: ``X`` of shape (442, 10), ``y`` (disease progression)
         of shape (442,), and the names of the ten columns of ``X``.
     """
-    path = diabetes_csv()
-    with path.open() as file:
-        names = file.readline().strip().split(",")
-    table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)
-    target = names.index(DIABETES_TARGET)
-    features = [i for i in range(len(names)) if i != target]
-    return table[:, features], table[:, target], [names[i] for i in features]
+    return read_csv(diabetes_csv()).split(DIABETES_TARGET)
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """A table of numbers with named columns, as :func:`read_csv` reads it.
+
+    Attributes:
+        columns: the column names, in file order.
+        values: the numbers, float64 of shape (rows, columns).
+    """
+
+    columns: tuple[str, ...]
+    values: np.ndarray
+
+    def split(self, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """``(X, y, feature_names)``: the column ``target`` as y, the others as X.
+
+        Raises:
+            ValueError: no column is named ``target``; the message lists the columns.
+        """
+        if target not in self.columns:
+            raise ValueError(
+                f"unknown column {target!r}; the columns are: {', '.join(self.columns)}"
+            )
+        index = self.columns.index(target)
+        features = [i for i in range(len(self.columns)) if i != index]
+        return self.values[:, features], self.values[:, index], [self.columns[i] for i in features]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Table):
+            return NotImplemented
+        return self.columns == other.columns and np.array_equal(self.values, other.values)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def read_csv(path: str | os.PathLike[str], *, sep: str | None = None) -> Table:
+    """Read a CSV file of numbers with a header row.
+
+    Blank lines are skipped; a UTF-8 byte-order mark and spaces around column names are
+    ignored. Every other field must be a finite number: no missing values.
+
+    Args:
+        path: the file.
+        sep: the field separator, one character. ``None``: the one of ``,`` ``;`` tab
+            ``|`` that splits the header and the first rows into the same number (at
+            least two) of fields, the first of them on a tie; ``,`` when none does.
+
+    Returns:
+        A :class:`Table`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        TypeError: ``sep`` not a string.
+        ValueError: what is wrong and where: a file that is not UTF-8 text or is empty,
+            a header with fewer than two columns (with the separator it seems to use,
+            when that is another), an empty or repeated column name, no data rows, a
+            row of another length, a field that is not a finite number (its column,
+            row and line).
+    """
+    path = Path(path)
+    if sep is not None and not isinstance(sep, str):
+        raise TypeError(f"sep must be a string of one character or None, got {sep!r}")
+    if sep is not None and len(sep) != 1:
+        raise ValueError(f"sep must be one character, got {sep!r}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file") from None
+    lines = text.splitlines()
+    if sep is None:
+        sep = _separator(lines)
+    try:
+        rows = [(line, row) for line, row in _numbered_rows(lines, sep) if row]
+    except csv.Error as exc:
+        raise ValueError(f"{path}: cannot read it: {exc}") from None
+    if not rows:
+        raise ValueError(f"{path}: the file is empty")
+    (_, header), body = rows[0], rows[1:]
+    header = [name.strip() for name in header]
+    _check_header(path, header, sep)
+    if not body:
+        raise ValueError(f"{path}: a header row but no data rows")
+    values = np.empty((len(body), len(header)))
+    for row_number, (line, row) in enumerate(body, start=1):
+        if len(row) != len(header):
+            raise ValueError(
+                f"{path}: row {row_number} (line {line}) has {len(row)} fields, "
+                f"the header has {len(header)}"
+            )
+        for column, (name, text) in enumerate(zip(header, row, strict=True)):
+            where = f"{path}: column {name!r}, row {row_number} (line {line})"
+            values[row_number - 1, column] = _number(where, text)
+    return Table(tuple(header), values)
+
+
+def _numbered_rows(lines: list[str], sep: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the row ends, row) for each row of the file."""
+    reader = csv.reader(lines, delimiter=sep)
+    for row in reader:
+        yield reader.line_num, row
+
+
+def _separator(lines: list[str]) -> str:
+    """The separator that cuts the first rows into equally many fields, most of them."""
+    sample = [line for line in lines if line.strip()][:20]
+    best, best_width = ",", 1
+    for candidate in SEPARATORS:
+        widths = {len(row) for row in csv.reader(sample, delimiter=candidate)}
+        if len(widths) == 1 and (width := widths.pop()) > best_width:
+            best, best_width = candidate, width
+    return best
+
+
+def _check_header(path: Path, header: list[str], sep: str) -> None:
+    if len(header) < 2:
+        message = f"{path}: needs a target and at least one feature column, got {header}"
+        other = [s for s in SEPARATORS if s != sep and header and s in header[0]]
+        if other:
+            message += f"; the header looks separated by {other[0]!r}: give sep={other[0]!r}"
+        raise ValueError(message)
+    seen: set[str] = set()
+    for name in header:
+        if not name:
+            raise ValueError(f"{path}: the header has an empty column name")
+        if name in seen:
+            raise ValueError(f"{path}: column {name!r} appears twice in the header")
+        seen.add(name)
+
+
+def _number(where: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        if not text.strip():
+            raise ValueError(f"{where} is empty; missing values are not supported") from None
+        raise ValueError(f"{where}: {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: {text.strip()!r} is not a finite number")
+    return value

@@ -1,0 +1,216 @@
+"""The cross-validation curve over λ: its points, λ_min, λ_1se, its edges and its plot.
+
+:class:`CVCurve` is what every λ search returns: :class:`l2optim.RidgeCVResult`
+(closed-form ridge) and :class:`l2optim.LambdaSearch` (any trained model) are CV curves
+with more attached. A curve is a set of evaluated λ, ascending, each with a CV mean and a
+standard error, and the choices read from it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CVCurve",
+    "Evaluation",
+    "LambdaAtEdgeWarning",
+    "one_standard_error_lambda",
+]
+
+
+class LambdaAtEdgeWarning(UserWarning):
+    """λ_min is the smallest or largest λ searched: the best λ may lie outside the bounds."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation of the objective.
+
+    Attributes:
+        lam: the λ evaluated.
+        scores: the objective's scores at λ (one per fold, or a single score).
+        mean: :math:`\\bar s = \\frac1k\\sum_j s_j`; :math:`+\\infty` if any score is
+            not finite.
+        se: standard error of the mean, :math:`\\mathrm{sd}(s)/\\sqrt{k}` (``ddof=1``);
+            ``None`` for a single score, NaN when a score is not finite.
+        seconds: wall-clock time the objective took.
+        cost: the work the evaluation took in the objective's own unit (optimizer steps,
+            say), when it reports one; ``None`` otherwise.
+    """
+
+    lam: float
+    scores: tuple[float, ...]
+    mean: float
+    se: float | None
+    seconds: float
+    cost: float | None = None
+
+    @classmethod
+    def from_scores(
+        cls, lam: float, scores: Sequence[float], seconds: float, cost: float | None = None
+    ) -> Evaluation:
+        """Build the record, computing the mean and its standard error."""
+        values = np.asarray(scores, dtype=float)
+        if not np.isfinite(values).all():
+            mean, se = math.inf, (None if values.size == 1 else math.nan)
+        else:
+            mean = float(values.mean())
+            se = None if values.size == 1 else float(values.std(ddof=1) / math.sqrt(values.size))
+        return cls(
+            float(lam),
+            tuple(float(v) for v in values),
+            mean,
+            se,
+            float(seconds),
+            None if cost is None else float(cost),
+        )
+
+
+def one_standard_error_lambda(
+    lambdas: Sequence[float] | np.ndarray,
+    means: Sequence[float] | np.ndarray,
+    standard_errors: Sequence[float | None] | np.ndarray,
+) -> float | None:
+    """The one-standard-error rule: the largest λ within one SE of the best score.
+
+    With :math:`i^* = \\arg\\min_i m_i` over finite means, the rule returns
+
+    .. math:: \\lambda_{1se} = \\max\\{\\lambda_i : m_i \\le m_{i^*} + s_{i^*}\\},
+
+    as glmnet's ``lambda.1se``: the most regularised model that the CV curve cannot
+    tell apart from the best one.
+
+    Returns:
+        ``None`` when the best point has no standard error (a single score) or no mean
+        is finite.
+    """
+    lambdas = np.asarray(lambdas, dtype=float)
+    means = np.asarray(means, dtype=float)
+    finite = np.isfinite(means)
+    if not finite.any():
+        return None
+    best = int(np.argmin(np.where(finite, means, np.inf)))
+    se_best = standard_errors[best]
+    if se_best is None or not math.isfinite(float(se_best)):
+        return None
+    within = finite & (means <= means[best] + float(se_best))
+    return float(lambdas[within].max())
+
+
+def _read_only(values: Iterable[float | None]) -> np.ndarray:
+    array = np.array([math.nan if v is None else v for v in values], dtype=float)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class CVCurve:
+    """A cross-validation curve over λ and the λ chosen from it.
+
+    Attributes:
+        lambdas: every λ evaluated, ascending (read-only array).
+        cv_mean: the CV mean score at each λ (lower is better; :math:`+\\infty` where a
+            training diverged).
+        cv_se: its standard error at each λ; NaN where there is none (single scores).
+        lambda_min: the λ with the lowest CV mean.
+        lambda_1se: the largest λ whose CV mean is within one standard error of the
+            lowest (glmnet's ``lambda.1se``); ``None`` without standard errors.
+        bounds: the interval searched, ``(lo, hi)``.
+    """
+
+    lambdas: np.ndarray
+    cv_mean: np.ndarray
+    cv_se: np.ndarray
+    lambda_min: float
+    lambda_1se: float | None
+    bounds: tuple[float, float]
+
+    @staticmethod
+    def _points(
+        lambdas: Iterable[float], means: Iterable[float], ses: Iterable[float | None]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lambdas, cv_mean, cv_se)`` sorted by λ, as read-only float arrays."""
+        rows = sorted(zip(lambdas, means, ses, strict=True), key=lambda row: row[0])
+        return tuple(_read_only(column) for column in zip(*rows, strict=True))  # type: ignore[return-value]
+
+    @property
+    def at_edge(self) -> str | None:
+        """``"lower"`` or ``"upper"`` when λ_min is the smallest or largest λ evaluated —
+        the best λ may then lie outside the range searched — else ``None``."""
+        if len(self.lambdas) < 2:
+            return None
+        if self.lambda_min <= self.lambdas[0]:
+            return "lower"
+        if self.lambda_min >= self.lambdas[-1]:
+            return "upper"
+        return None
+
+    def _warn_if_at_edge(self, stacklevel: int = 3) -> None:
+        """Emit :class:`LambdaAtEdgeWarning` when λ_min is on an edge of the range."""
+        edge = self.at_edge
+        if edge is None:
+            return
+        side = "below" if edge == "lower" else "above"
+        lo, hi = self.lambdas[0], self.lambdas[-1]
+        warnings.warn(
+            f"lambda_min={self.lambda_min:.3g} is at the {edge} end of the searched range "
+            f"[{lo:.3g}, {hi:.3g}]: the best λ may lie {side} it; widen the bounds",
+            LambdaAtEdgeWarning,
+            stacklevel=stacklevel,
+        )
+
+    def plot(self, ax: Any = None) -> Any:
+        """Plot the CV curve (mean ± SE against λ) with λ_min and λ_1se marked.
+
+        Args:
+            ax: a matplotlib ``Axes``; a new figure when ``None``.
+
+        Returns:
+            The axes drawn on.
+        """
+        if ax is None:
+            try:
+                import matplotlib.pyplot as plt
+            except ImportError as exc:  # pragma: no cover - matplotlib is a test dependency
+                raise ImportError(
+                    "plot() needs matplotlib; install it with: pip install 'l2optim[plot]'"
+                ) from exc
+            _, ax = plt.subplots()
+        finite = np.isfinite(self.cv_mean)
+        errors = None
+        if np.isfinite(self.cv_se).any():
+            errors = np.where(np.isfinite(self.cv_se), self.cv_se, 0.0)[finite]
+        ax.errorbar(self.lambdas[finite], self.cv_mean[finite], yerr=errors, fmt="o-", ms=3,
+                    capsize=2, label="CV score")
+        ax.axvline(self.lambda_min, color="C1", ls="--", label=f"λ_min = {self.lambda_min:.3g}")
+        if self.lambda_1se is not None:
+            ax.axvline(self.lambda_1se, color="C2", ls=":",
+                       label=f"λ_1se = {self.lambda_1se:.3g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("λ")
+        ax.set_ylabel("CV score")
+        ax.legend()
+        return ax
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(
+            _same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equal curves may hold unhashable arrays
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b, equal_nan=True)
+    if hasattr(a, "detach") or hasattr(b, "detach"):  # tensors, models: the same object
+        return a is b
+    return bool(a == b)
