@@ -24,6 +24,7 @@ then trained on all the training rows at that λ and scored on the test rows. Me
   exact search (grid of 7, then Brent); with ``--stacked-reference`` the 5 folds of each λ
   train as one stack (the same numbers to float rounding, a fraction of the wall time);
 * ``race``: ``select_lambda_fast`` at each budget in ``--budgets`` (training runs);
+  with ``--race-folds 2``, also on only 2 of the 5 folds (``race B/2f``);
 * ``grid``: a fixed log grid scored on one fold (hold-out), as many λ as the budget buys
   (trained as one stack: no λ waits for another's score);
 * ``TPE``: Optuna's TPE sampler on ln λ over the same hold-out fold, as many trials as
@@ -41,6 +42,7 @@ import argparse
 import functools
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,17 +88,25 @@ def sklearn_split(load, n_train: int, seed: int):
     return as_float(x_train), y[train], as_float(x_test), y[test]
 
 
+def sklearn_mlp(load, n_train: int, seed: int, hidden: int, **setting):
+    """A scikit-learn dataset split by :func:`sklearn_split`, and an MLP with one ReLU layer of
+    ``hidden`` units over its features, trained 100 epochs with ``setting``."""
+    x_train, y_train, x_test, y_test = sklearn_split(load, n_train, seed)
+    n_out = setting.pop("n_out", 1)
+    setting = dict(
+        model_factory=functools.partial(mlp, x_train.shape[1], hidden, n_out, nn.ReLU),
+        epochs=100,
+        **setting,
+    )
+    return x_train, y_train, x_test, y_test, setting
+
+
 def digits(split: int):
     from sklearn.datasets import load_digits
 
-    x_train, y_train, x_test, y_test = sklearn_split(load_digits, 300, split)
-    setting = dict(
-        model_factory=functools.partial(mlp, 64, 128, 10, nn.ReLU),
-        loss=nn.CrossEntropyLoss(),
-        optimizer=l2optim.AdamW,
-        optimizer_kwargs={"lr": 3e-3},
-        epochs=100,
-        batch_size=32,
+    x_train, y_train, x_test, y_test, setting = sklearn_mlp(
+        load_digits, 300, split, 128, n_out=10, loss=nn.CrossEntropyLoss(),
+        optimizer=l2optim.AdamW, optimizer_kwargs={"lr": 3e-3}, batch_size=32,
     )
     return x_train, torch.tensor(y_train), x_test, torch.tensor(y_test), setting
 
@@ -129,14 +139,9 @@ def noisy_regression(split: int):
 def breast_cancer(split: int):
     from sklearn.datasets import load_breast_cancer
 
-    x_train, y_train, x_test, y_test = sklearn_split(load_breast_cancer, 200, 2000 + split)
-    setting = dict(
-        model_factory=functools.partial(mlp, 30, 64, 1, nn.ReLU),
-        loss=nn.BCEWithLogitsLoss(),
-        optimizer=l2optim.RMSprop,
-        optimizer_kwargs={"lr": 3e-3},
-        epochs=100,
-        batch_size=20,
+    x_train, y_train, x_test, y_test, setting = sklearn_mlp(
+        load_breast_cancer, 200, 2000 + split, 64, loss=nn.BCEWithLogitsLoss(),
+        optimizer=l2optim.RMSprop, optimizer_kwargs={"lr": 3e-3}, batch_size=20,
     )
     return x_train, as_float(y_train), x_test, as_float(y_test), setting
 
@@ -186,8 +191,12 @@ def full_cv(trainer, problem, splits, seed, stacked=False):
     return search.lambda_min, len(search.evaluations) * fold_steps / run_steps(trainer)
 
 
-def race(trainer, problem, splits, seed, budget):
-    found = l2optim.select_lambda_fast(trainer, problem.bounds, budget=budget, random_state=seed)
+def race(trainer, problem, splits, seed, budget, folds=None):
+    # With ``folds``, the race runs on the first ``folds`` of the k folds only.
+    raced = trainer if folds is None else l2optim.KFoldObjective(trainer, splits[:folds])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", l2optim.LambdaAtEdgeWarning)
+        found = l2optim.select_lambda_fast(raced, problem.bounds, budget=budget, random_state=seed)
     return found.lambda_min, found.run_equivalents
 
 
@@ -238,10 +247,14 @@ def test_losses(setting, x_train, y_train, x_test, y_test, lambdas, seed) -> np.
 # --------------------------------------------------------------------------- the table
 
 
-def run(problem: Problem, n_splits: int, budgets: list[float], stacked: bool) -> None:
+def run(
+    problem: Problem, n_splits: int, budgets: list[float], stacked: bool, race_folds: list[int]
+) -> None:
     methods: dict[str, Callable] = {"full CV": functools.partial(full_cv, stacked=stacked)}
     for budget in budgets:
         methods[f"race {budget:g}"] = functools.partial(race, budget=budget)
+        for folds in race_folds:
+            methods[f"race {budget:g}/{folds}f"] = functools.partial(race, budget=budget, folds=folds)
     for budget in budgets:
         methods[f"grid {budget:g}"] = functools.partial(grid, budget=budget)
         methods[f"TPE {budget:g}"] = functools.partial(tpe, budget=budget)
@@ -276,11 +289,11 @@ def run(problem: Problem, n_splits: int, budgets: list[float], stacked: bool) ->
             + ", ".join(f"{n} λ={v:.3g}" for n, v in chosen.items() if n.startswith("race"))
         )
     reference = np.mean(results["full CV"]["loss"])
-    print(f"  {'method':<12}{'runs':>8}{'seconds':>10}{'test loss':>11}{'excess':>9}")
+    print(f"  {'method':<13}{'runs':>8}{'seconds':>10}{'test loss':>11}{'excess':>9}")
     for name, row in results.items():
         loss = np.mean(row["loss"])
         print(
-            f"  {name:<12}{np.mean(row['cost']):8.2f}{np.mean(row['seconds']):10.2f}"
+            f"  {name:<13}{np.mean(row['cost']):8.2f}{np.mean(row['seconds']):10.2f}"
             f"{loss:11.4f}{loss / reference - 1:+9.2%}"
         )
 
@@ -296,6 +309,12 @@ def main() -> None:
         help="full CV trains the folds of each λ as one stack: the same search on the same "
         "numbers (to float rounding), not the same wall time",
     )
+    parser.add_argument(
+        "--race-folds",
+        default="",
+        help="comma-separated fold counts: also race at each budget on only that many of the "
+        f"{FOLDS} folds ('race B/2f')",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     budgets = [float(b) for b in args.budgets.split(",")]
@@ -304,7 +323,8 @@ def main() -> None:
         "and its excess over full CV's (one torch thread; a shared machine)"
     )
     for name in args.problems.split(","):
-        run(PROBLEMS[name], args.splits, budgets, args.stacked_reference)
+        race_folds = [int(f) for f in args.race_folds.split(",") if f]
+        run(PROBLEMS[name], args.splits, budgets, args.stacked_reference, race_folds)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from l2optim._batched import FoldStacks
-from l2optim._curve import CVCurve, Evaluation, one_standard_error_lambda
+from l2optim._curve import CVCurve, Evaluation
 from l2optim._kfold import KFoldObjective, kfold_splits
 from l2optim._race import Rung, plan_race, planned_cost, race
 from l2optim._trainer import FoldTrainer
@@ -267,15 +267,9 @@ def select_lambda_fast(
         Evaluation.from_scores(lam, scores, math.nan, cost=steps_per_lambda)
         for lam, scores in zip(final.lambdas, final.scores, strict=True)
     )
-    lambdas, means, ses = CVCurve._points(
-        [e.lam for e in evaluations], [e.mean for e in evaluations], [e.se for e in evaluations]
-    )
     found = LambdaRace(
-        lambdas=lambdas,
-        cv_mean=means,
-        cv_se=ses,
+        **CVCurve._read_from(evaluations),
         lambda_min=record.lambda_min,
-        lambda_1se=one_standard_error_lambda(lambdas, means, ses),
         bounds=(lo, hi),
         evaluations=evaluations,
         rungs=record.rungs,
