@@ -68,7 +68,7 @@ class Contestants(Protocol):
 Start = Callable[[Sequence[float]], Contestants]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rung:
     """The scores of the λ still racing after ``epochs`` epochs on every fold.
 
@@ -81,6 +81,17 @@ class Rung:
     epochs: int
     lambdas: np.ndarray
     scores: np.ndarray
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return (
+            self.epochs == other.epochs
+            and np.array_equal(self.lambdas, other.lambdas)
+            and np.array_equal(self.scores, other.scores, equal_nan=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # arrays: equal rungs need not hash alike
 
     @property
     def means(self) -> np.ndarray:

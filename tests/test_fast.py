@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -111,6 +112,14 @@ def test_the_result_shares_the_cv_curve_records_and_plots():
     race = select_lambda_fast(mlp_trainer(), (1e-3, 10.0), folds=3, budget=6)
     assert [e.lam for e in race.evaluations] == race.final.lambdas.tolist()
     assert [e.mean for e in race.evaluations] == pytest.approx(race.final.means.tolist())
+    assert isinstance(race, l2optim.CVCurve) and isinstance(race.evaluations[0], l2optim.Evaluation)
+    np.testing.assert_array_equal(race.lambdas, race.final.lambdas)
+    np.testing.assert_allclose(race.cv_mean, race.final.means)
+    np.testing.assert_allclose(race.cv_se, race.final.standard_errors)
+    assert race.lambda_min in race.lambdas
+    # Each λ of the last rung trained its epochs on all 3 folds: 4 steps an epoch each.
+    assert {e.cost for e in race.evaluations} == {race.final.epochs * 3 * 4}
+    assert race == dataclasses.replace(race) != dataclasses.replace(race, stop="other")
     assert race.lambda_1se is None or race.lambda_1se >= min(e.lam for e in race.evaluations)
     ax = race.plot()
     assert ax.get_xscale() == "log"

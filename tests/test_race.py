@@ -311,3 +311,10 @@ def test_a_rung_averages_over_folds_and_marks_divergence():
     rung = Rung(5, np.array([0.1, 0.2]), np.array([[1.0, 3.0], [1.0, np.inf]]))
     assert rung.means.tolist() == [2.0, np.inf]
     assert rung.standard_errors[0] == pytest.approx(math.sqrt(2) / math.sqrt(2))
+
+
+def test_rungs_and_races_compare_by_their_numbers():
+    rung = Rung(3, np.array([0.1, 1.0]), np.array([[1.0, np.inf], [2.0, 3.0]]))
+    same = Rung(3, np.array([0.1, 1.0]), np.array([[1.0, np.inf], [2.0, 3.0]]))
+    other = Rung(3, np.array([0.1, 1.0]), np.array([[1.0, np.inf], [2.0, 3.5]]))
+    assert rung == same and rung != other and Rung(4, same.lambdas, same.scores) != same
