@@ -288,7 +288,14 @@ def run(
             f"full CV λ={chosen['full CV']:.3g}, "
             + ", ".join(f"{n} λ={v:.3g}" for n, v in chosen.items() if n.startswith("race"))
         )
+        # After every split, so that a run cut short still has its table.
+        print_table(results, split + 1)
+
+
+def print_table(results: dict, done: int) -> None:
+    """The mean over the ``done`` splits so far of each method's cost, time and test loss."""
     reference = np.mean(results["full CV"]["loss"])
+    print(f"  mean over {done} split{'s' if done > 1 else ''}:")
     print(f"  {'method':<13}{'runs':>8}{'seconds':>10}{'test loss':>11}{'excess':>9}")
     for name, row in results.items():
         loss = np.mean(row["loss"])
