@@ -248,7 +248,11 @@ def test_losses(setting, x_train, y_train, x_test, y_test, lambdas, seed) -> np.
 
 
 def run(
-    problem: Problem, n_splits: int, budgets: list[float], stacked: bool, race_folds: list[int]
+    problem: Problem,
+    splits_run: range,
+    budgets: list[float],
+    stacked: bool,
+    race_folds: list[int],
 ) -> None:
     methods: dict[str, Callable] = {"full CV": functools.partial(full_cv, stacked=stacked)}
     for budget in budgets:
@@ -259,8 +263,8 @@ def run(
         methods[f"grid {budget:g}"] = functools.partial(grid, budget=budget)
         methods[f"TPE {budget:g}"] = functools.partial(tpe, budget=budget)
     results = {name: {"loss": [], "cost": [], "seconds": []} for name in [*methods, "oracle"]}
-    print(f"\n{problem.name}: bounds {problem.bounds}, {FOLDS}-fold CV, {n_splits} splits")
-    for split in range(n_splits):
+    print(f"\n{problem.name}: bounds {problem.bounds}, {FOLDS}-fold CV, splits {splits_run}")
+    for done, split in enumerate(splits_run, 1):
         x_train, y_train, x_test, y_test, setting = problem.make(split)
         trainer = l2optim.FoldTrainer(X=x_train, y=y_train, seed=split, **setting)
         splits = l2optim.kfold_splits(len(x_train), FOLDS, random_state=split)
@@ -289,7 +293,7 @@ def run(
             + ", ".join(f"{n} λ={v:.3g}" for n, v in chosen.items() if n.startswith("race"))
         )
         # After every split, so that a run cut short still has its table.
-        print_table(results, split + 1)
+        print_table(results, done)
 
 
 def print_table(results: dict, done: int) -> None:
@@ -308,6 +312,10 @@ def print_table(results: dict, done: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument(
+        "--first-split", type=int, default=0, help="the seed of the first split (runs side by "
+        "side can share the splits out)"
+    )
     parser.add_argument("--budgets", default="5,12", help="comma-separated training runs")
     parser.add_argument("--problems", default=",".join(PROBLEMS))
     parser.add_argument(
@@ -331,7 +339,8 @@ def main() -> None:
     )
     for name in args.problems.split(","):
         race_folds = [int(f) for f in args.race_folds.split(",") if f]
-        run(PROBLEMS[name], args.splits, budgets, args.stacked_reference, race_folds)
+        splits_run = range(args.first_split, args.first_split + args.splits)
+        run(PROBLEMS[name], splits_run, budgets, args.stacked_reference, race_folds)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ import torch
 
 import l2optim
 
+# Small models: one torch thread. Extra intra-op threads only add synchronisation to
+# steps this small (and fight other processes for the cores).
+torch.set_num_threads(1)
+
 X, y, _ = l2optim.data.load_diabetes()
 X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
 y = ((y - y.mean()) / y.std()).astype(np.float32)
