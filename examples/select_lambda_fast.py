@@ -17,7 +17,6 @@ neither search sees.
 """
 
 # %%
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
 import matplotlib.pyplot as plt
@@ -71,11 +70,10 @@ for rung in race.rungs:
 # %%
 # Full k-fold cross-validation
 # ----------------------------
-# The exact search on the same folds, two folds at a time on a process pool (one torch
-# thread each). Its cost: every evaluation trains all five folds to the end.
-with ProcessPoolExecutor(max_workers=2, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-    objective = l2optim.kfold_objective(trainer, len(train), folds=5, executor=pool)
-    search = l2optim.select_lambda(objective, bounds, n_grid=5, xtol=0.2, progress=False)
+# The exact search on the same folds. Its cost: every evaluation trains all five folds
+# to the end.
+objective = l2optim.kfold_objective(trainer, len(train), folds=5)
+search = l2optim.select_lambda(objective, bounds, n_grid=5, xtol=0.2, progress=False)
 fold_steps = sum(np.ceil(len(rows) / 64) for rows, _ in objective.splits)
 full_runs = len(search.evaluations) * fold_steps / np.ceil(len(train) / 64)
 print(

@@ -306,14 +306,12 @@ def test_more_bad_inputs_in_process(tmp_path, capsys, table, args, message):
     assert_one_line_usage_error(stopped.value.code, captured.out, captured.err, message)
 
 
+# In process, as users' scripts may call main(): no interpreter to start for each.
 @pytest.mark.filterwarnings("ignore::l2optim.LambdaAtEdgeWarning")  # 8 epochs: λ at the top
-def test_fast_races_within_its_budget_with_the_librarys_numbers(table):
-    done = run_cli(
-        "select-lambda", str(table), "--target", "y", "--epochs", "8", "--fast", "--budget", "6",
-        "--json",
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+def test_fast_races_within_its_budget_with_the_librarys_numbers(table, capsys):
+    args = ["--target", "y", "--epochs", "8", "--fast", "--budget", "6"]
+    assert main(["select-lambda", str(table), *args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     race = report["race"]
     assert report["method"] == "race" and race["run_equivalents"] <= 6
     assert race["run_equivalents"] == pytest.approx(race["optimizer_steps"] / race["steps_per_run"])
@@ -336,12 +334,10 @@ def test_fast_races_within_its_budget_with_the_librarys_numbers(table):
     means = [row["mean"] for row in report["evaluations"]]
     np.testing.assert_allclose(means, expected.cv_mean, rtol=1e-6)
     assert race["epochs"] == expected.final.epochs
-
-
-def test_fast_prints_its_cost_in_training_runs(table):
-    done = run_cli("select-lambda", str(table), "--target", "y", *FAST, "--fast", "--budget", "8")
-    assert done.returncode == 0, done.stderr
-    assert "raced (l2optim.select_lambda_fast)" in done.stdout
-    cost = [line for line in done.stdout.splitlines() if line.startswith("cost: ")]
+    # The table says what ran and prints one cost line, in training runs.
+    assert main(["select-lambda", str(table), *args]) == 0
+    out = capsys.readouterr().out
+    assert "raced (l2optim.select_lambda_fast)" in out
+    cost = [line for line in out.splitlines() if line.startswith("cost: ")]
     assert len(cost) == 1 and "training-run equivalents" in cost[0]
-    assert float(cost[0].split()[1]) <= 8
+    assert float(cost[0].split()[1]) == pytest.approx(race["run_equivalents"], abs=0.005)
