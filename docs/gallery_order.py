@@ -11,6 +11,7 @@ ORDER = (
     "ridge_vs_box.py",
     "ridge_cv_curve.py",
     "select_lambda_mlp.py",
+    "select_lambda_fast.py",
     "norms_and_biases.py",
     "lr_schedule_scaling.py",
 )

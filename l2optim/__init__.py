@@ -13,6 +13,7 @@ import torch.optim as _torch_optim
 
 from l2optim import conversions, data
 from l2optim._curve import CVCurve, Evaluation, LambdaAtEdgeWarning
+from l2optim._fast import LambdaRace, select_lambda_fast
 from l2optim._groups import decay_groups
 from l2optim._kfold import KFoldObjective, kfold_objective, kfold_splits
 from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW
@@ -32,6 +33,7 @@ __all__ = [
     "CVCurve",
     "Evaluation",
     "LambdaAtEdgeWarning",
+    "LambdaRace",
     "LambdaSearch",
     "ObjectiveError",
     "FoldTrainer",
@@ -45,6 +47,7 @@ __all__ = [
     "decay_groups",
     "ridge_cv",
     "select_lambda",
+    "select_lambda_fast",
     "to_torch_state_dict",
     "kfold_objective",
     "kfold_splits",

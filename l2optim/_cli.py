@@ -7,7 +7,9 @@
 * ``--model ridge`` (the default): the exact CV curve of ridge regression,
   :func:`l2optim.ridge_cv`;
 * ``--model mlp``, or ``--trained``: :func:`l2optim.select_lambda` on
-  :class:`l2optim.FoldTrainer` models trained with an l2optim optimizer.
+  :class:`l2optim.FoldTrainer` models trained with an l2optim optimizer;
+* ``--fast``: the same trained models, λ raced by :func:`l2optim.select_lambda_fast`
+  within ``--budget`` training runs, its cost printed.
 
 ``--demo`` uses the diabetes data shipped in :mod:`l2optim.data`. The command only
 declares its options and calls the public API: bad input, found by the library, ends it
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
 import math
 import os
@@ -58,6 +61,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "n_grid": 7,
     "xtol": 0.01,
 }
+#: Options of the full trained search that the race has no use for.
+NOT_RACED = ("workers", "log", "n_grid", "xtol")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,6 +87,10 @@ def _output_file(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- arguments
+
+
+def _library_default(function: Any, name: str) -> Any:
+    return inspect.signature(function).parameters[name].default
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -168,6 +177,22 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_output_file,
         help="append each evaluation to FILE (JSON lines); rerun to resume",
     )
+    race = select.add_argument_group("fast search")
+    race.add_argument(
+        "--fast",
+        action="store_true",
+        help="race λ (l2optim.select_lambda_fast) rather than train every fold to the end for "
+        "each λ: successive halving on epochs over every fold, within --budget training runs; "
+        "the training options above apply, and --model ridge is trained too",
+    )
+    race.add_argument(
+        "--budget",
+        type=float,
+        metavar="RUNS",
+        help="with --fast: the most training-run equivalents to spend (optimizer steps over "
+        "those of one training on every row; default: the library's, "
+        f"{_library_default(l2optim.select_lambda_fast, 'budget'):g})",
+    )
     search = select.add_argument_group("search")
     search.add_argument(
         "--folds",
@@ -215,7 +240,15 @@ def _settle_options(args: argparse.Namespace) -> None:
         raise ValueError("give either DATA.csv with --target COL, or --demo")
     if args.data is not None and args.target is None:
         raise ValueError("--target COL is required with DATA.csv")
-    args.trained = args.trained or args.model == "mlp"
+    args.trained = args.trained or args.model == "mlp" or args.fast
+    if args.budget is not None and not args.fast:
+        raise ValueError("--budget applies to --fast only")
+    for name in NOT_RACED if args.fast else ():
+        if getattr(args, name) is not None:
+            raise ValueError(
+                f"--{name.replace('_', '-')} does not apply to --fast (its runs train as one "
+                "stack in this process and keep no log)"
+            )
     for name, default in TRAINING_DEFAULTS.items():
         given = getattr(args, name)
         if given is not None and not args.trained:
@@ -235,16 +268,14 @@ def _mlp(n_features: int, hidden: int) -> nn.Module:
     return nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
 
-def _trained_search(
-    args: argparse.Namespace, X: np.ndarray, y: np.ndarray
-) -> l2optim.LambdaSearch:
+def _trainer(args: argparse.Namespace, X: np.ndarray, y: np.ndarray) -> l2optim.FoldTrainer:
     optimizer, fixed = OPTIMIZERS[args.optimizer]
     n_features = X.shape[1]
     if args.model == "ridge":
         factory = functools.partial(nn.Linear, n_features, 1)
     else:
         factory = functools.partial(_mlp, n_features, MLP_HIDDEN)
-    trainer = l2optim.FoldTrainer(
+    return l2optim.FoldTrainer(
         factory,
         torch.as_tensor(X, dtype=torch.float32),
         torch.as_tensor(y, dtype=torch.float32),
@@ -256,8 +287,13 @@ def _trained_search(
         seed=args.seed,
         standardize=True,
     )
+
+
+def _trained_search(
+    args: argparse.Namespace, X: np.ndarray, y: np.ndarray
+) -> l2optim.LambdaSearch:
     objective = l2optim.kfold_objective(
-        trainer,
+        _trainer(args, X, y),
         len(y),
         folds=args.folds,
         random_state=args.seed,
@@ -272,6 +308,17 @@ def _trained_search(
             log=args.log,
             progress=not args.json and sys.stderr.isatty(),
         )
+
+
+def _race(args: argparse.Namespace, X: np.ndarray, y: np.ndarray) -> l2optim.LambdaRace:
+    budget = _library_default(l2optim.select_lambda_fast, "budget")
+    return l2optim.select_lambda_fast(
+        _trainer(args, X, y),
+        args.bounds,
+        budget=budget if args.budget is None else args.budget,
+        folds=args.folds,
+        random_state=args.seed,
+    )
 
 
 def _closed_form(args: argparse.Namespace, X: np.ndarray, y: np.ndarray) -> l2optim.CVCurve:
@@ -289,18 +336,16 @@ def _finite_or_none(value: float | None) -> float | None:
 def _report(args: argparse.Namespace, curve: l2optim.CVCurve, setting: dict[str, Any]) -> dict:
     """Everything the command found, as plain JSON-ready values (non-finite → null)."""
     chosen = curve.lambda_1se if args.rule == "1se" and curve.lambda_1se else curve.lambda_min
-    evaluations = {}
-    if isinstance(curve, l2optim.LambdaSearch):
-        evaluations = {e.lam: e for e in curve.evaluations}
+    evaluations = {e.lam: e for e in getattr(curve, "evaluations", ())}
     rows = []
     for lam, mean, se in zip(curve.lambdas.tolist(), curve.cv_mean, curve.cv_se, strict=True):
         row: dict[str, Any] = {"lambda": lam, "mean": _finite_or_none(mean),
                                "se": _finite_or_none(se)}
         if lam in evaluations:
             row["scores"] = [_finite_or_none(s) for s in evaluations[lam].scores]
-            row["seconds"] = evaluations[lam].seconds
+            row["seconds"] = _finite_or_none(evaluations[lam].seconds)
         rows.append(row)
-    return {
+    report = {
         **setting,
         "rule": args.rule,
         "lambda": chosen,
@@ -311,6 +356,17 @@ def _report(args: argparse.Namespace, curve: l2optim.CVCurve, setting: dict[str,
         "score": f"validation MSE of {setting['target']!r}, in its units",
         "evaluations": rows,
     }
+    if isinstance(curve, l2optim.LambdaRace):
+        report["race"] = {
+            "rungs": [{"epochs": r.epochs, "lambdas": r.lambdas.tolist()} for r in curve.rungs],
+            "epochs": curve.final.epochs,
+            "stop": curve.stop,
+            "run_equivalents": curve.run_equivalents,
+            "optimizer_steps": curve.optimizer_steps,
+            "steps_per_run": curve.steps_per_run,
+            "seconds": curve.seconds,
+        }
+    return report
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -326,7 +382,8 @@ def _print_table(report: dict[str, Any]) -> None:
     else:
         form = "decoupled" if report["decoupled"] else "coupled"
         how = (
-            f"{report['model']} trained with {report['optimizer']} ({form} weight decay), "
+            ("λ raced (l2optim.select_lambda_fast), " if report["method"] == "race" else "")
+            + f"{report['model']} trained with {report['optimizer']} ({form} weight decay), "
             f"{report['folds']}-fold CV, features and target standardised within each "
             "training fold"
         )
@@ -347,6 +404,18 @@ def _print_table(report: dict[str, Any]) -> None:
         print(
             f"note: lambda_min is at the {report['at_edge']} end of the searched range "
             f"[{lo:.4g}, {hi:.4g}]; the best lambda may lie {side} it: widen --bounds"
+        )
+    race = report.get("race")
+    if race is not None:
+        rungs = ", ".join(f"{len(r['lambdas'])} λ × {r['epochs']}" for r in race["rungs"])
+        print(
+            f"race: rungs of {rungs} epochs; the scores above are after {race['epochs']} "
+            f"epochs (stop: {race['stop']})"
+        )
+        print(
+            f"cost: {race['run_equivalents']:.2f} training-run equivalents "
+            f"({race['optimizer_steps']} optimizer steps, {race['steps_per_run']} per run), "
+            f"{race['seconds']:.1f} s"
         )
     print(f"chosen lambda ({report['rule']}): {report['lambda']:.6g}")
 
@@ -376,7 +445,12 @@ def _select_lambda(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # small models: parallelism comes from --workers
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", l2optim.LambdaAtEdgeWarning)  # a note says it below
-        curve = _trained_search(args, X, y) if args.trained else _closed_form(args, X, y)
+        if args.fast:
+            curve = _race(args, X, y)
+        elif args.trained:
+            curve = _trained_search(args, X, y)
+        else:
+            curve = _closed_form(args, X, y)
     setting: dict[str, Any] = {
         "data": path.name,
         "target": target,
@@ -384,7 +458,7 @@ def _select_lambda(args: argparse.Namespace) -> int:
         "n_features": len(features),
         "target_variance": float(np.var(y)),
         "model": args.model,
-        "method": "trained" if args.trained else "ridge_cv",
+        "method": "race" if args.fast else "trained" if args.trained else "ridge_cv",
         "folds": args.folds,
         "seed": args.seed,
     }

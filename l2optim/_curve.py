@@ -139,6 +139,20 @@ class CVCurve:
         rows = sorted(zip(lambdas, means, ses, strict=True), key=lambda row: row[0])
         return tuple(_read_only(column) for column in zip(*rows, strict=True))  # type: ignore[return-value]
 
+    @classmethod
+    def _read_from(cls, evaluations: Sequence[Evaluation]) -> dict[str, Any]:
+        """The curve of ``evaluations``: ``lambdas``, ``cv_mean``, ``cv_se`` and
+        ``lambda_1se``, as keyword arguments of a subclass that keeps the records."""
+        lambdas, means, ses = cls._points(
+            [e.lam for e in evaluations], [e.mean for e in evaluations], [e.se for e in evaluations]
+        )
+        return {
+            "lambdas": lambdas,
+            "cv_mean": means,
+            "cv_se": ses,
+            "lambda_1se": one_standard_error_lambda(lambdas, means, ses),
+        }
+
     @property
     def at_edge(self) -> str | None:
         """``"lower"`` or ``"upper"`` when λ_min is the smallest or largest λ evaluated —

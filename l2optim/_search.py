@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from l2optim._curve import CVCurve, Evaluation, one_standard_error_lambda
+from l2optim._curve import CVCurve, Evaluation
 from l2optim._log import LogWriter, read_log
 from l2optim._validation import check_bounds, check_callable, check_count, check_positive
 
@@ -356,15 +356,9 @@ def select_lambda(
         if bar is not None:
             bar.close()
     done = tuple(evaluations.values())
-    lambdas, means, ses = CVCurve._points(
-        [e.lam for e in done], [e.mean for e in done], [e.se for e in done]
-    )
     search = LambdaSearch(
-        lambdas=lambdas,
-        cv_mean=means,
-        cv_se=ses,
+        **CVCurve._read_from(done),
         lambda_min=lambda_min,
-        lambda_1se=one_standard_error_lambda(lambdas, means, ses),
         bounds=lo_hi,
         evaluations=done,
         model=None if fit is None else fit(lambda_min),

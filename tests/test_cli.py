@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -288,6 +289,11 @@ def test_each_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, table):
         (["--demo", "--lr", "0.1"], "--lr applies to the trained search"),
         (["--demo", "--plot", "{missing}/cv.png"], "does not exist"),
         (["--demo", "--sep", ";;"], "sep must be one character"),
+        (["--demo", "--budget", "5"], "--budget applies to --fast only"),
+        (["--demo", "--fast", "--budget", "0"], "budget must be > 0, got 0.0"),
+        (["--demo", "--fast", "--log", "{missing}.jsonl"], "--log does not apply to --fast"),
+        (["--demo", "--fast", "--workers", "2"], "--workers does not apply to --fast"),
+        (["--demo", "--fast", "--budget", "0.001"], "budget must be at least"),
     ],
 )
 def test_more_bad_inputs_in_process(tmp_path, capsys, table, args, message):
@@ -298,3 +304,40 @@ def test_more_bad_inputs_in_process(tmp_path, capsys, table, args, message):
         main(argv)
     captured = capsys.readouterr()
     assert_one_line_usage_error(stopped.value.code, captured.out, captured.err, message)
+
+
+# In process, as users' scripts may call main(): no interpreter to start for each.
+@pytest.mark.filterwarnings("ignore::l2optim.LambdaAtEdgeWarning")  # 8 epochs: λ at the top
+def test_fast_races_within_its_budget_with_the_librarys_numbers(table, capsys):
+    args = ["--target", "y", "--epochs", "8", "--fast", "--budget", "6"]
+    assert main(["select-lambda", str(table), *args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    race = report["race"]
+    assert report["method"] == "race" and race["run_equivalents"] <= 6
+    assert race["run_equivalents"] == pytest.approx(race["optimizer_steps"] / race["steps_per_run"])
+    # The same race through the library: the command's trainer (standardising inside each
+    # fold), its folds and the trainer's default bounds.
+    X, y = read_table(table)
+    trainer = l2optim.FoldTrainer(
+        functools.partial(torch.nn.Linear, 3, 1),
+        torch.as_tensor(X, dtype=torch.float32),
+        torch.as_tensor(y, dtype=torch.float32),
+        optimizer=l2optim.SGD,
+        optimizer_kwargs={"momentum": 0.9, "lr": 0.01},
+        epochs=8,
+        batch_size=64,
+        standardize=True,
+    )
+    expected = l2optim.select_lambda_fast(trainer, budget=6, random_state=0)
+    assert report["lambda_min"] == pytest.approx(expected.lambda_min)
+    assert report["bounds"] == pytest.approx(list(expected.bounds))
+    means = [row["mean"] for row in report["evaluations"]]
+    np.testing.assert_allclose(means, expected.cv_mean, rtol=1e-6)
+    assert race["epochs"] == expected.final.epochs
+    # The table says what ran and prints one cost line, in training runs.
+    assert main(["select-lambda", str(table), *args]) == 0
+    out = capsys.readouterr().out
+    assert "raced (l2optim.select_lambda_fast)" in out
+    cost = [line for line in out.splitlines() if line.startswith("cost: ")]
+    assert len(cost) == 1 and "training-run equivalents" in cost[0]
+    assert float(cost[0].split()[1]) == pytest.approx(race["run_equivalents"], abs=0.005)

@@ -251,3 +251,26 @@ def test_select_lambda_mlp_scores_are_those_of_one_process() -> None:
         train_mse = float(((fitted(torch.as_tensor(X, dtype=torch.float32)) - torch.as_tensor(
             y, dtype=torch.float32)) ** 2).mean())
     assert train_mse == pytest.approx(fields(line_starting(out, "refit:"))["train_mse"], rel=1e-3)
+
+
+def test_select_lambda_fast_spends_its_budget_and_beats_no_penalty() -> None:
+    out = run_example("select_lambda_fast.py", timeout=300)
+    race = fields(line_starting(out, "race:"))
+    full = fields(line_starting(out, "full CV:"))
+    rungs = [fields(line) for line in out.splitlines() if line.startswith("rung:")]
+    # 342 rows in 5 folds train on 273 or 274 rows: 5 batches of 64 each, 25 per epoch
+    # over the folds, against 6 for one epoch on all 342 rows.
+    assert full["run_equivalents"] == pytest.approx(full["evaluations"] * 25 / 6, abs=0.01)
+    assert race["run_equivalents"] <= 12 < full["run_equivalents"]
+    assert race["optimizer_steps"] == pytest.approx(race["run_equivalents"] * 30 * 6, abs=1)
+    # The rungs train longer and race fewer λ; the first trains a quarter of 30 epochs.
+    assert rungs[0]["epochs"] >= 30 / 4
+    assert all(a["epochs"] < b["epochs"] for a, b in zip(rungs, rungs[1:], strict=False))
+    assert all(a["racing"] > b["racing"] for a, b in zip(rungs, rungs[1:], strict=False))
+    test = {
+        fields(line)["lam"]: fields(line)["mse"]
+        for line in out.splitlines()
+        if line.startswith("test:")
+    }
+    # On rows neither search saw, the raced λ beats no penalty.
+    assert test[race["lambda_min"]] < test[0.0]

@@ -1,0 +1,387 @@
+"""A race over λ: successive halving on training epochs, then refinement at the last rung.
+
+Full k-fold CV trains every fold to the end for every λ it scores. The race trains all
+candidates of a log grid for part of the epochs on every fold, keeps some, trains those
+further (continuing the same runs), and so on: the epochs grow geometrically while the
+field shrinks, so most of the cost goes to the few λ that can still win. Successive
+halving (Jamieson & Talwalkar 2016; Li et al. 2018, Hyperband) with three changes that
+weight decay asks for:
+
+* **No ranking before it means something.** Early in training a smaller λ almost always
+  scores better (weight decay acts late), so the first rung trains at least a given
+  share of the epochs (:func:`plan_race`); the budget then decides how many λ race.
+* **The field moves right.** The best λ of the validation curve grows with the epochs
+  trained, so the survivors are not the best by score but a contiguous window of the
+  grid that starts a step below the current best and extends to larger λ
+  (:func:`window`).
+* **Refinement stops when it cannot matter.** With budget left at the last rung, the
+  best λ and its neighbours bracket the minimum and Brent's steps on ln λ add λ
+  between them, until every point of the bracket lies within ``tolerance`` standard
+  errors of the best mean (:func:`settled`): no λ in between could then be told apart
+  from it by this cross-validation. A best λ at an end of the field brings in the
+  grid's next λ beyond it instead.
+
+``benchmarks/lambda_rankings.py`` measures how early and on how few folds a ranking
+holds. The race only needs contestants that can be trained further and scored
+(:class:`Contestants`); training many at once is :class:`l2optim._batched.FoldStacks`'s
+job, and the public entry point is :func:`l2optim.select_lambda_fast`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+__all__ = [
+    "Contestants",
+    "RaceRecord",
+    "Rung",
+    "parabola_vertex",
+    "plan_race",
+    "plan_rungs",
+    "race",
+    "settled",
+]
+
+
+class Contestants(Protocol):
+    """Runs of a set of λ on every fold, trained in lockstep (see :class:`FoldStacks`)."""
+
+    lambdas: np.ndarray
+    epochs: int
+    optimizer_steps: int
+
+    def train_to(self, epochs: int) -> None: ...
+
+    def scores(self) -> np.ndarray:
+        """Validation scores now, shape (λ, folds); inf for a diverged run."""
+        ...
+
+    def keep(self, index: Sequence[int]) -> None: ...
+
+
+#: ``start(lambdas)``: new contestants for these λ, at epoch 0.
+Start = Callable[[Sequence[float]], Contestants]
+
+
+@dataclass(frozen=True, eq=False)
+class Rung:
+    """The scores of the λ still racing after ``epochs`` epochs on every fold.
+
+    Attributes:
+        epochs: epochs trained.
+        lambdas: the λ scored, ascending.
+        scores: validation scores, shape (λ, folds).
+    """
+
+    epochs: int
+    lambdas: np.ndarray
+    scores: np.ndarray
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return (
+            self.epochs == other.epochs
+            and np.array_equal(self.lambdas, other.lambdas)
+            and np.array_equal(self.scores, other.scores, equal_nan=True)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # arrays: equal rungs need not hash alike
+
+    @property
+    def means(self) -> np.ndarray:
+        """Mean score over folds; +inf where any fold diverged."""
+        finite = np.isfinite(self.scores).all(axis=1)
+        return np.where(finite, self.scores.mean(axis=1), np.inf)
+
+    @property
+    def standard_errors(self) -> np.ndarray:
+        """Standard error of each mean, sd over folds (ddof=1) / √folds; NaN if diverged."""
+        folds = self.scores.shape[1]
+        if folds < 2:
+            return np.full(len(self.lambdas), np.nan)
+        with np.errstate(invalid="ignore"):
+            return self.scores.std(axis=1, ddof=1) / math.sqrt(folds)
+
+
+@dataclass(frozen=True)
+class RaceRecord:
+    """What :func:`race` did: every rung, the refinement, the choice and why it stopped."""
+
+    rungs: tuple[Rung, ...]
+    final: Rung
+    lambda_min: float
+    stop: str
+    optimizer_steps: int
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def plan_rungs(
+    n_candidates: int,
+    *,
+    eta: float,
+    survivors: int,
+    epochs: int,
+    cost_per_lambda_epoch: float,
+    budget: float,
+    first_epochs: int = 1,
+) -> list[tuple[int, int]] | None:
+    """The rungs ``[(epochs, λ racing), …]`` of the longest race of ``n_candidates`` λ.
+
+    The field shrinks by ``eta`` per rung, from ``n_candidates`` to ``survivors``; the
+    epochs grow by ``eta`` per rung, up to the last rung's ``e_L``: rung i runs to
+    ``round(e_L / eta**(L-i))`` epochs (at least one more than the rung before). Training
+    one λ for one epoch on every fold costs ``cost_per_lambda_epoch``; the plan takes the
+    largest ``e_L ≤ epochs`` whose total cost is within ``budget``, continuing each
+    survivor from where it stopped, and whose first rung trains at least
+    ``first_epochs``. None when there is no such plan.
+    """
+    field = [int(n_candidates)]
+    while field[-1] > survivors:
+        field.append(max(int(survivors), math.ceil(field[-1] / eta)))
+    best = None
+    for last in range(len(field), int(epochs) + 1):
+        plan: list[tuple[int, int]] = []
+        for i, racing in enumerate(field):
+            target = max(1, round(last / eta ** (len(field) - 1 - i)))
+            if plan and target <= plan[-1][0]:
+                target = plan[-1][0] + 1
+            plan.append((target, racing))
+        if plan[-1][0] > epochs or planned_cost(plan, cost_per_lambda_epoch) > budget * (1 + 1e-12):
+            break
+        if plan[0][0] >= first_epochs:
+            best = plan
+    return best
+
+
+def plan_race(
+    max_candidates: int,
+    *,
+    eta: float,
+    survivors: int,
+    epochs: int,
+    cost_per_lambda_epoch: float,
+    budget: float,
+    first_epochs: int,
+) -> list[tuple[int, int]]:
+    """The race the budget buys: the most candidates whose first rung is long enough.
+
+    Early rungs rank λ by how they score after a few epochs, which for weight decay is
+    not yet how they score at the end; below ``first_epochs`` a ranking is not trusted.
+    So the plan takes the largest field (at most ``max_candidates``) whose race fits
+    ``budget`` with a first rung of at least ``first_epochs`` epochs (:func:`plan_rungs`),
+    and, when even ``survivors`` λ cannot train that long, the ``survivors`` λ alone in
+    one rung as long as the budget allows.
+
+    Raises:
+        ValueError: when ``survivors`` λ cannot train one epoch each within ``budget``.
+    """
+    options = dict(
+        eta=eta,
+        survivors=survivors,
+        epochs=epochs,
+        cost_per_lambda_epoch=cost_per_lambda_epoch,
+        budget=budget,
+    )
+    for n in range(int(max_candidates), int(survivors) - 1, -1):
+        plan = plan_rungs(n, first_epochs=first_epochs, **options)
+        if plan is not None:
+            return plan
+    plan = plan_rungs(survivors, **options)
+    if plan is None:
+        least = survivors * cost_per_lambda_epoch
+        raise ValueError(
+            f"budget must be at least {least:.3g} training-run equivalents ({survivors} λ "
+            f"for one epoch on every fold), got {budget!r}"
+        )
+    return plan
+
+
+def planned_cost(plan: list[tuple[int, int]], cost_per_lambda_epoch: float) -> float:
+    """The cost of the rungs ``plan`` (as :func:`plan_rungs` makes them)."""
+    done, total = 0, 0.0
+    for target, racing in plan:
+        total += racing * (target - done) * cost_per_lambda_epoch
+        done = target
+    return total
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def window(means: np.ndarray, size: int, lean: int) -> np.ndarray:
+    """Positions of the ``size`` contiguous λ kept: from ``lean`` below the best, rightwards.
+
+    (At most ``size - 1`` below, so that the best is always kept.)
+
+    ``means`` is in ascending λ order. Near the top of the grid the window slides left
+    so that it still holds ``size`` λ.
+    """
+    best = int(np.argmin(means))
+    # A window narrower than lean + 1 still holds the best.
+    start = min(max(best - min(lean, size - 1), 0), max(len(means) - size, 0))
+    return np.arange(start, min(start + size, len(means)))
+
+
+def settled(means: np.ndarray, standard_error: float, tolerance: float) -> bool:
+    """Whether every mean lies within ``tolerance`` standard errors of the lowest one.
+
+    ``standard_error`` is that of the lowest mean. False when it is not finite (one fold,
+    or a diverged run): nothing can be said then.
+    """
+    if not math.isfinite(standard_error) or not np.isfinite(means).all():
+        return False
+    return bool(means.max() - means.min() <= tolerance * standard_error)
+
+
+def parabola_vertex(log_lambdas: np.ndarray, means: np.ndarray) -> float | None:
+    """The minimiser of the parabola through three points (x, m), or None.
+
+    None unless the points bracket a minimum (the middle one is lowest) and the parabola
+    opens upwards; the vertex then lies between the outer two.
+    """
+    (x0, x1, x2), (m0, m1, m2) = log_lambdas, means
+    if not (np.isfinite(means).all() and m1 <= m0 and m1 <= m2):
+        return None
+    numerator = (x1 - x0) ** 2 * (m1 - m2) - (x1 - x2) ** 2 * (m1 - m0)
+    denominator = (x1 - x0) * (m1 - m2) - (x1 - x2) * (m1 - m0)
+    if denominator >= 0:  # flat or opening downwards (denominator < 0 when convex here)
+        return None
+    vertex = x1 - 0.5 * numerator / denominator
+    return float(min(max(vertex, x0), x2))
+
+
+# --------------------------------------------------------------------------- the race
+
+
+def race(
+    start: Start,
+    lambdas: Sequence[float],
+    plan: list[tuple[int, int]],
+    *,
+    lean: int,
+    tolerance: float,
+    refinements: int,
+    on_rung: Callable[[Rung], None] | None = None,
+) -> RaceRecord:
+    """Run the rungs of ``plan`` on ``start(lambdas)``, then refine at the last rung.
+
+    Args:
+        start: makes contestants for a list of λ (ascending), at epoch 0.
+        lambdas: the first field, ascending.
+        plan: ``[(epochs, λ racing), …]`` from :func:`plan_rungs`.
+        lean: the window kept after each rung starts this many grid steps below the best.
+        tolerance: refinement stops once the bracket's means are within this many
+            standard errors of the best (:func:`settled`).
+        refinements: at most this many extra λ, each trained to the last rung's epochs
+            (the caller sizes it to the budget left).
+        on_rung: called with each rung as it is scored (progress, logging).
+
+    Returns:
+        A :class:`RaceRecord`; ``stop`` says why refinement ended: ``"settled"`` (the
+        bracket is within the band), ``"budget"`` (no refinement left), ``"bound"`` (the
+        best λ is at an end of the grid), ``"repeat"`` (the next λ was scored already)
+        or ``"diverged"``.
+    """
+    lambdas = np.asarray(lambdas, dtype=float)
+    field = start(lambdas)
+    rungs: list[Rung] = []
+    for position, (epochs, _) in enumerate(plan):
+        field.train_to(epochs)
+        rung = Rung(epochs, field.lambdas.copy(), field.scores())
+        rungs.append(rung)
+        if on_rung is not None:
+            on_rung(rung)
+        if position + 1 < len(plan):
+            kept = window(rung.means, plan[position + 1][1], lean)
+            field.keep(kept)
+    steps = field.optimizer_steps
+    final_epochs = plan[-1][0]
+    final = rungs[-1]
+    refined = 0
+    while True:
+        stop, candidate = _next_candidate(final, lambdas, tolerance)
+        if candidate is None:
+            break
+        if refined == refinements:
+            stop = "budget"
+            break
+        extra = start([candidate])
+        extra.train_to(final_epochs)
+        steps += extra.optimizer_steps
+        refined += 1
+        final = _merged(final, Rung(final_epochs, extra.lambdas.copy(), extra.scores()))
+        if on_rung is not None:
+            on_rung(final)
+    return RaceRecord(tuple(rungs), final, _choice(final), stop, steps)
+
+
+def _next_candidate(final: Rung, grid: np.ndarray, tolerance: float) -> tuple[str, float | None]:
+    """The next λ to train to the last rung's epochs, or why there is none.
+
+    Best λ at an end of the field: the grid's next λ beyond it (the window guessed
+    wrong). Otherwise a step of Brent's method in the bracket of the best λ and its
+    neighbours (:func:`_step`), unless their means are :func:`settled`.
+    """
+    means = final.means
+    if not np.isfinite(means).any():
+        return "diverged", None
+    best = int(np.argmin(means))
+    if best in (0, len(means) - 1):
+        beyond = grid[grid < final.lambdas[0]] if best == 0 else grid[grid > final.lambdas[-1]]
+        if not len(beyond):
+            return "bound", None
+        return "edge", float(beyond[-1] if best == 0 else beyond[0])
+    bracket = np.array([best - 1, best, best + 1])
+    if settled(means[bracket], float(final.standard_errors[best]), tolerance):
+        return "settled", None
+    x = np.log(final.lambdas[bracket])
+    candidate = _step(x, means[bracket])
+    if np.isclose(final.lambdas, math.exp(candidate), rtol=1e-9, atol=0).any():
+        return "repeat", None
+    return "refine", math.exp(candidate)
+
+
+#: The golden-section fraction, (3 − √5)/2.
+_GOLDEN = 0.3819660112501051
+
+
+def _step(x: np.ndarray, means: np.ndarray) -> float:
+    """Brent's choice of the next ln λ in the bracket x0 < x1 < x2 around the best x1.
+
+    The parabola's vertex, unless it falls within a tenth of the wider side of x1 (a
+    parabola fitted to a lopsided bracket keeps landing next to x1 and the far side
+    never shrinks); then the golden-section point of the wider side.
+    """
+    vertex = parabola_vertex(x, means)
+    wide = x[0] if x[1] - x[0] > x[2] - x[1] else x[2]
+    if vertex is None or abs(vertex - x[1]) < 0.1 * abs(wide - x[1]):
+        return float(x[1] + _GOLDEN * (wide - x[1]))
+    return vertex
+
+
+def _merged(rung: Rung, more: Rung) -> Rung:
+    lambdas = np.concatenate([rung.lambdas, more.lambdas])
+    order = np.argsort(lambdas)
+    scores = np.concatenate([rung.scores, more.scores])
+    return Rung(rung.epochs, lambdas[order], scores[order])
+
+
+def _choice(final: Rung) -> float:
+    """The λ of the lowest mean score in the last rung (refinements included).
+
+    Not the vertex of a parabola through an unscored bracket: on a coarse grid the
+    validation curve is far from quadratic (it rises much faster above its minimum than
+    below), and the vertex lands away from both.
+    """
+    means = final.means
+    if not np.isfinite(means).any():
+        raise ValueError("every λ in the race diverged; lower the learning rate or the bounds")
+    return float(final.lambdas[int(np.argmin(means))])

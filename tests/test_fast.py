@@ -1,0 +1,178 @@
+"""select_lambda_fast against closed-form ridge CV, FoldTrainer itself and its own accounting."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+from _torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
+from torch import nn
+
+import l2optim
+from l2optim import FoldTrainer, kfold_splits, select_lambda_fast
+
+# Eight features, forty rows, a weak signal: the 4-fold ridge CV curve has its minimum
+# well inside (0.01, 10).
+RNG = np.random.default_rng(2)
+X = RNG.normal(size=(40, 8))
+Y = X @ (0.3 * RNG.normal(size=8)) + RNG.normal(size=40)
+
+
+def ridge_trainer() -> FoldTrainer:
+    # Coupled full-batch gradient descent on half the MSE converges to ridge at the same
+    # λ within the 100 epochs (lr 0.35 < 2/(L + λ) for this X).
+    return FoldTrainer(functools.partial(nn.Linear, 8, 1), X, Y, optimizer_kwargs={"lr": 0.35})
+
+
+def test_lambda_agrees_with_ridge_cv_on_the_same_folds():
+    tolerance = 0.1
+    race = select_lambda_fast(
+        ridge_trainer(), (0.01, 10.0), folds=4, shuffle=False, budget=40, tolerance=tolerance
+    )
+    # Budget enough for the last rung to train all 100 epochs, then refine until settled.
+    assert race.rungs[-1].epochs == 100 and race.stop == "settled"
+    ridge = l2optim.ridge_cv(X, Y, cv=4, shuffle=False)  # the same folds
+    best = int(np.flatnonzero(ridge.lambdas == ridge.lambda_min)[0])
+    at_choice = l2optim.ridge_cv(X, Y, cv=4, shuffle=False, lambdas=[race.lambda_min]).cv_mean[0]
+    # The stop's claim, checked on the closed form: the choice is within the band.
+    assert at_choice - ridge.cv_mean[best] <= tolerance * ridge.cv_se[best]
+    assert abs(math.log(race.lambda_min / ridge.lambda_min)) < 0.02
+    # Every score of the last rung is the closed-form k-fold score at its λ.
+    closed_form = l2optim.ridge_cv(X, Y, cv=4, shuffle=False, lambdas=race.final.lambdas)
+    np.testing.assert_allclose(race.final.means, closed_form.cv_mean, rtol=1e-6)
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 1))
+
+
+def mlp_trainer(**kwargs) -> FoldTrainer:
+    return FoldTrainer(
+        mlp,
+        X,
+        Y,
+        optimizer=l2optim.AdamW,
+        optimizer_kwargs={"lr": 0.01},
+        epochs=12,
+        batch_size=8,
+        **kwargs,
+    )
+
+
+def test_every_score_is_fold_trainers_score_after_that_many_epochs():
+    trainer = mlp_trainer()
+    race = select_lambda_fast(trainer, (1e-3, 10.0), folds=3, budget=6)
+    splits = kfold_splits(40, 3)
+    for rung in race.rungs:
+        shorter = mlp_trainer()
+        shorter.epochs = rung.epochs
+        for lam, scores in zip(rung.lambdas, rung.scores, strict=True):
+            expected = [shorter(lam, train, test) for train, test in splits]
+            np.testing.assert_allclose(scores, expected, rtol=1e-10)
+
+
+def test_the_cost_is_the_steps_counted_over_one_run():
+    trainer = mlp_trainer()
+    budget = 6.0
+    race = select_lambda_fast(trainer, (1e-3, 10.0), folds=3, budget=budget)
+    # 40 rows in 3 folds: training sets of 26, 27 and 27 rows, 4 steps per epoch each.
+    steps_per_epoch_all_folds = 3 * 4
+    done, expected = 0, 0
+    for rung in race.rungs:
+        expected += len(rung.lambdas) * steps_per_epoch_all_folds * (rung.epochs - done)
+        done = rung.epochs
+    refined = len(race.final.lambdas) - len(race.rungs[-1].lambdas)
+    expected += refined * steps_per_epoch_all_folds * race.final.epochs
+    assert race.optimizer_steps == expected
+    assert race.steps_per_run == 12 * math.ceil(40 / 8)
+    assert race.run_equivalents == race.optimizer_steps / race.steps_per_run <= budget
+    assert race.seconds > 0
+
+
+def test_a_kfold_objective_brings_its_folds():
+    trainer = mlp_trainer()
+    objective = l2optim.kfold_objective(trainer, 40, folds=4, shuffle=False)
+    # This race ends at the lower bound, and says so as select_lambda would.
+    with pytest.warns(l2optim.LambdaAtEdgeWarning, match="lower end"):
+        from_objective = select_lambda_fast(objective, (1e-3, 10.0), budget=6)
+    assert from_objective.at_edge == "lower"
+    with pytest.warns(l2optim.LambdaAtEdgeWarning):
+        from_trainer = select_lambda_fast(trainer, (1e-3, 10.0), folds=4, shuffle=False, budget=6)
+    assert from_objective.lambda_min == from_trainer.lambda_min
+    np.testing.assert_array_equal(from_objective.final.scores, from_trainer.final.scores)
+
+
+def test_the_result_shares_the_cv_curve_records_and_plots():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    race = select_lambda_fast(mlp_trainer(), (1e-3, 10.0), folds=3, budget=6)
+    assert [e.lam for e in race.evaluations] == race.final.lambdas.tolist()
+    assert [e.mean for e in race.evaluations] == pytest.approx(race.final.means.tolist())
+    assert isinstance(race, l2optim.CVCurve) and isinstance(race.evaluations[0], l2optim.Evaluation)
+    np.testing.assert_array_equal(race.lambdas, race.final.lambdas)
+    np.testing.assert_allclose(race.cv_mean, race.final.means)
+    np.testing.assert_allclose(race.cv_se, race.final.standard_errors)
+    assert race.lambda_min in race.lambdas
+    # Each λ of the last rung trained its epochs on all 3 folds: 4 steps an epoch each.
+    assert {e.cost for e in race.evaluations} == {race.final.epochs * 3 * 4}
+    assert race == dataclasses.replace(race) != dataclasses.replace(race, stop="other")
+    assert race.lambda_1se is None or race.lambda_1se >= min(e.lam for e in race.evaluations)
+    ax = race.plot()
+    assert ax.get_xscale() == "log"
+    matplotlib.pyplot.close(ax.figure)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"trainer": "model"}, TypeError, "FoldTrainer or a KFoldObjective"),
+        ({"bounds": (1.0, 0.1)}, ValueError, r"bounds must satisfy 0 < lo < hi < inf"),
+        ({"budget": "5"}, TypeError, "budget must be a real number, got '5'"),
+        ({"budget": 0}, ValueError, "budget must be > 0, got 0"),
+        ({"budget": 0.01}, ValueError, "budget must be at least"),
+        ({"eta": 1}, ValueError, "eta must be > 1, got 1"),
+        ({"survivors": 2}, ValueError, r"survivors must be an integer >= 3, got 2"),
+        ({"survivors": 3.5}, TypeError, r"survivors must be an integer >= 3, got 3.5"),
+        ({"lean": -1}, ValueError, "lean must be an integer >= 0, got -1"),
+        ({"tolerance": -0.1}, ValueError, "tolerance must be >= 0, got -0.1"),
+        ({"first_fraction": 1.5}, ValueError, r"first_fraction must be in \(0, 1\], got 1.5"),
+        ({"per_decade": math.nan}, ValueError, "per_decade must be finite, got nan"),
+        ({"folds": 1}, ValueError, r"folds must be an integer in \[2, n_samples=40\], got 1"),
+    ],
+)
+def test_bad_arguments_are_named(arguments, error, message):
+    arguments = {"trainer": mlp_trainer(), "bounds": (1e-3, 10.0), **arguments}
+    with pytest.raises(error, match=message):
+        select_lambda_fast(**arguments)
+
+
+def test_every_lambda_diverging_is_an_error():
+    # lr 50 multiplies the weights by about 50 per step: in float32 the loss overflows
+    # within a dozen steps, on every fold and at every λ.
+    trainer = FoldTrainer(
+        functools.partial(nn.Linear, 8, 1),
+        torch.tensor(X, dtype=torch.float32),
+        torch.tensor(Y, dtype=torch.float32),
+        optimizer_kwargs={"lr": 50.0},
+        epochs=40,
+    )
+    with pytest.raises(ValueError, match="every λ in the race diverged"):
+        select_lambda_fast(trainer, (1e-3, 1.0), folds=3, budget=20)
+
+
+def test_float32_data_trains_float32_models():
+    trainer = FoldTrainer(
+        mlp,
+        torch.tensor(X, dtype=torch.float32),
+        torch.tensor(Y, dtype=torch.float32),
+        optimizer=l2optim.SGD,
+        optimizer_kwargs={"lr": 0.05, "momentum": 0.9},
+        epochs=10,
+        batch_size=10,
+    )
+    race = select_lambda_fast(trainer, (1e-3, 1.0), folds=4, budget=5)
+    assert math.isfinite(race.lambda_min) and 1e-3 <= race.lambda_min <= 1.0
