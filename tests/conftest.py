@@ -1,19 +1,8 @@
-import os
-
+import _profiles
 import torch
-from hypothesis import HealthCheck, settings
 
-# CI must be reproducible: the same examples on every run.
-settings.register_profile(
-    "ci",
-    derandomize=True,
-    database=None,  # no examples replayed from earlier local runs
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+# The same examples on every run, CI or not; HYPOTHESIS_PROFILE=explore draws new ones.
+_profiles.load()
 
 # Two cores: more threads than that only adds contention.
 torch.set_num_threads(min(2, torch.get_num_threads()))
