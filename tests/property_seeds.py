@@ -2,7 +2,8 @@
 
 Run: ``python tests/property_seeds.py`` (30 seeds), or e.g.
 ``python tests/property_seeds.py --seeds 100 --first-seed 1000 tests/test_properties.py``.
-Each seed is one ``python -m pytest --hypothesis-seed=SEED`` in a fresh process under the
+Each seed is one ``python -m pytest -m hypothesis --hypothesis-seed=SEED`` (the tests that
+draw examples) in a fresh process under the
 ``explore`` profile (random examples; ``--factor`` times the examples each test asks for),
 so every seed draws its own examples and a failing one is replayed by the same command.
 The default, derandomized profile always draws one fixed set; this checks that the
@@ -34,7 +35,7 @@ HYPOTHESIS_MODULES = [
 _COUNT = re.compile(r"(\d+) (passed|failed|error|errors)\b")
 
 
-def run_seed(seed: int, modules: list[str], profile: str, factor: int) -> dict:
+def run_seed(seed: int, modules: list[str], profile: str, factor: int, select: str) -> dict:
     """One pytest run under ``seed``: its counts, failing test ids and wall time."""
     env = {
         **os.environ,
@@ -42,8 +43,11 @@ def run_seed(seed: int, modules: list[str], profile: str, factor: int) -> dict:
         "HYPOTHESIS_EXPLORE_FACTOR": str(factor),
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
     }
+    # -m hypothesis: only the tests that draw examples (the plugin marks every @given test).
     command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
-               f"--hypothesis-seed={seed}", *modules]
+               "-m", "hypothesis", f"--hypothesis-seed={seed}", *modules]
+    if select:
+        command += ["-k", select]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=TESTS.parent)
     seconds = time.perf_counter() - start
@@ -65,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here up")
     parser.add_argument("--factor", type=int, default=1,
                         help="examples per test, times what the test asks for (default 1)")
+    parser.add_argument("-k", dest="select", default="",
+                        help="only the tests whose names match this pytest -k expression")
     parser.add_argument("--profile", default="explore",
                         help="Hypothesis profile; must draw random examples (default explore)")
     args = parser.parse_args(argv)
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'seed':>8} {'passed':>7} {'failed':>7} {'seconds':>8}  failing tests")
     results = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        result = run_seed(seed, modules, args.profile, args.factor)
+        result = run_seed(seed, modules, args.profile, args.factor, args.select)
         results.append(result)
         print(f"{seed:>8} {result['passed']:>7} {result['failed']:>7} "
               f"{result['seconds']:>8.1f}  {' '.join(result['failing'])}", flush=True)
