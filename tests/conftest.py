@@ -1,23 +1,14 @@
 import functools
 import os
 
+import _profiles
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
 
 from l2optim import _fused
 
-# CI must be reproducible: the same examples on every run.
-settings.register_profile(
-    "ci",
-    derandomize=True,
-    database=None,  # no examples replayed from earlier local runs
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+# The same examples on every run, CI or not; HYPOTHESIS_PROFILE=explore draws new ones.
+_profiles.load()
 
 # Two cores: more threads than that only adds contention; when the suite is spread over
 # worker processes (``pytest -n 2``), one thread each.

@@ -5,11 +5,14 @@ The problem, in float64, full batch:
 .. math::
     \min_{w,\,b}\ \frac{1}{2n}\lVert Xw + b\mathbf{1} - y\rVert^2 + \frac{\lambda}{2}\lVert w\rVert^2,
 
-with an unpenalised intercept b when the problem has one. Oracles: ridge in closed form,
-least squares in the box ‖w‖∞ ≤ r (scipy's ``lsq_linear``) with its KKT residual, the
-largest stable gradient-descent step, and SGD (momentum, dampening, Nesterov, either
-form of decay) on this quadratic as one affine map, whose fixed point and spectral
-radius say where SGD goes and how fast.
+with an unpenalised intercept b when the problem has one. Strategies draw problems whose
+conditioning is bounded (so every drawn example can be certified in bounded work) and
+box-constrained problems built around a known solution. Oracles: ridge in closed form,
+least squares in the box ‖w‖∞ ≤ r (scipy's ``lsq_linear``), the largest stable
+gradient-descent step, and SGD (momentum, dampening, Nesterov, either form of decay) on
+this quadratic as one affine map, whose fixed point and spectral radius say where SGD goes
+and how fast. Certificates bound the distance of any (w, b) to the ridge or the box
+solution from its gradient alone: a run can stop as soon as it is provably close.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ from hypothesis import strategies as st
 from scipy.optimize import lsq_linear
 
 __all__ = [
+    "BoxProblem",
     "Regression",
-    "box_kkt_residual",
+    "box_distance_bound",
+    "box_problems",
     "box_least_squares",
     "max_stable_lr",
     "regressions",
     "ridge",
+    "ridge_distance_bound",
+    "ridge_hessian",
     "sgd_affine_map",
     "spectral_radius",
     "weight_decays",
@@ -89,16 +96,20 @@ class Regression:
 # -- strategies ------------------------------------------------------------------------
 
 
-def _design(rng: np.random.Generator, n: int, p: int, eigenvalues: np.ndarray) -> np.ndarray:
-    """An n × p design whose centred XᵀX/n has exactly ``eigenvalues``.
-
-    Columns of the left factor are orthogonal to 1, so centring leaves them unchanged.
-    """
-    raw = rng.standard_normal((n, p))
+def _centred_design(rng: np.random.Generator, n: int, covariance: np.ndarray) -> np.ndarray:
+    """An n × p design with column means 0 and XᵀX/n = ``covariance`` exactly."""
+    raw = rng.standard_normal((n, covariance.shape[0]))
     raw -= raw.mean(axis=0)
-    left, _ = np.linalg.qr(raw)
-    right, _ = np.linalg.qr(rng.standard_normal((p, p)))
-    return math.sqrt(n) * left @ np.diag(np.sqrt(eigenvalues)) @ right.T
+    left, _ = np.linalg.qr(raw)  # orthonormal columns, each orthogonal to 1
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    root = np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None] * eigenvectors.T  # rootᵀroot = cov
+    return math.sqrt(n) * left @ root
+
+
+def _rotated(rng: np.random.Generator, eigenvalues: np.ndarray) -> np.ndarray:
+    """Q diag(eigenvalues) Qᵀ for a random orthogonal Q."""
+    rotation, _ = np.linalg.qr(rng.standard_normal((len(eigenvalues), len(eigenvalues))))
+    return rotation @ np.diag(eigenvalues) @ rotation.T
 
 
 @st.composite
@@ -110,11 +121,17 @@ def regressions(
     max_condition: float = 10.0,
     fit_intercept: bool | None = None,
 ) -> Regression:
-    """Well-conditioned regression problems.
+    """Regression problems whose curvature, intercept included, is well conditioned.
 
-    The centred XᵀX/n has eigenvalues in [L/κ, L], L ∈ [0.25, 4] and κ ≤ ``max_condition``;
-    with an intercept the columns get offsets of order one (so the intercept matters) and
-    y a constant. y = Xw₀ + b₀ + noise, ‖w₀‖ and the noise level both drawn.
+    The data Hessian AᵀA/n in θ = (w, b), A = [X, 1] with an intercept and X without, has
+    condition number exactly κ, drawn in [1, ``max_condition``]: eigenvalues spread over
+    [L/κ, L]. Without an intercept L ∈ [0.25, 4] is drawn. With one, the intercept's diagonal
+    entry is mean(1²) = 1, so a random rotation of the spectrum is scaled to make it 1
+    (then L ∈ [1, κ]); its off-diagonal entries are the column means, of order one, so the
+    intercept matters. A column that is nearly constant couples its weight to the intercept
+    and makes AᵀA/n ill-conditioned even when the centred XᵀX/n is not: κ counts that, and
+    the optimizers' convergence rates, hence the work per example, depend on it.
+    y = Xw₀ + b₀ + noise, ‖w₀‖ and the noise level both drawn.
     """
     n_features = draw(st.integers(1, max_features))
     n_samples = draw(st.integers(n_features + 2, max(max_samples, n_features + 2)))
@@ -124,16 +141,80 @@ def regressions(
     noise = draw(st.floats(0.0, 1.0))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
 
-    spread = np.sort(rng.uniform(0.0, 1.0, n_features))[::-1]
-    spread[0], spread[-1] = 1.0, 0.0 if n_features > 1 else 1.0
+    size = n_features + intercept
+    spread = np.sort(rng.uniform(0.0, 1.0, size))[::-1]
+    spread[0], spread[-1] = 1.0, 0.0 if size > 1 else 1.0
     eigenvalues = largest * condition ** (spread - 1.0)
-    X = _design(rng, n_samples, n_features, eigenvalues)
+    if intercept:
+        hessian = _rotated(rng, eigenvalues)
+        hessian /= hessian[-1, -1]
+        means = hessian[:-1, -1]
+        covariance = hessian[:-1, :-1] - np.outer(means, means)  # Schur complement: PD
+        X = _centred_design(rng, n_samples, covariance) + means
+    else:
+        X = _centred_design(rng, n_samples, _rotated(rng, eigenvalues))
     coefficients = rng.standard_normal(n_features) * draw(st.floats(0.5, 3.0))
     y = X @ coefficients + noise * rng.standard_normal(n_samples)
     if intercept:
-        X = X + 0.5 * rng.standard_normal(n_features)
-        y = y + X.mean(axis=0) @ coefficients + rng.standard_normal()
+        y = y + rng.standard_normal()
     return Regression(X=X, y=y, fit_intercept=intercept)
+
+
+@dataclass(frozen=True)
+class BoxProblem:
+    """Least squares in the box ‖w‖∞ ≤ ``radius`` (b free) and its solution, known exactly."""
+
+    regression: Regression
+    radius: float
+    w: np.ndarray
+    b: float
+
+
+@st.composite
+def box_problems(
+    draw: st.DrawFn,
+    *,
+    max_condition: float = 10.0,
+    max_interior: float = 0.6,
+    multipliers: tuple[float, float] = (0.1, 1.0),
+) -> BoxProblem:
+    """Box-constrained least squares built around a solution drawn first.
+
+    X comes from ``regressions``; then the solution θ = (w, b) and the gradient there are
+    drawn so that KKT holds, and y is solved for: at least one coordinate of w sits on the
+    box (|w_i| = r, its gradient pointing out with a multiplier drawn in ``multipliers``
+    times L·r, L the largest curvature), the others strictly inside (|w_i| ≤
+    ``max_interior``·r, gradient 0), and y = Aθ − ρ with Aᵀρ/n = (g, 0) plus noise
+    orthogonal to A's columns. The margins bound how slowly optimizers settle on the box:
+    a coordinate near the boundary, or one on it with a tiny multiplier, is nearly
+    degenerate.
+    """
+    regression = draw(regressions(max_condition=max_condition))
+    n_features = regression.n_features
+    radius = 10.0 ** draw(st.floats(-1.0, 1.0))
+    n_active = draw(st.integers(1, n_features))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    signs = rng.choice([-1.0, 1.0], n_features)
+    w = radius * np.concatenate(
+        [signs[:n_active], rng.uniform(-max_interior, max_interior, n_features - n_active)]
+    )
+    hessian = regression.data_hessian()
+    largest = float(np.linalg.eigvalsh(hessian)[-1])
+    gradient = np.zeros(n_features)
+    gradient[:n_active] = -signs[:n_active] * radius * largest * rng.uniform(*multipliers, n_active)
+    order = rng.permutation(n_features)
+    w, gradient = w[order], gradient[order]
+    b = float(rng.standard_normal()) if regression.fit_intercept else 0.0
+
+    design = regression.augmented()
+    theta = np.append(w, b) if regression.fit_intercept else w
+    pull = np.append(gradient, 0.0) if regression.fit_intercept else gradient
+    residual = design @ np.linalg.solve(hessian, pull)  # Aᵀρ/n = (g, 0)
+    noise = rng.standard_normal(regression.n_samples)
+    noise -= design @ np.linalg.lstsq(design, noise, rcond=None)[0]  # orthogonal to A
+    y = design @ theta - residual - draw(st.floats(0.0, 1.0)) * noise
+    problem = Regression(X=regression.X, y=y, fit_intercept=regression.fit_intercept)
+    return BoxProblem(regression=problem, radius=radius, w=w, b=b)
 
 
 def weight_decays(min_exponent: float = -3.0, max_exponent: float = 1.0) -> st.SearchStrategy[float]:
@@ -163,18 +244,6 @@ def box_least_squares(problem: Regression, radius: float) -> tuple[np.ndarray, f
     return result.x, problem.intercept_for(result.x)
 
 
-def box_kkt_residual(problem: Regression, w: np.ndarray, b: float, radius: float) -> float:
-    """max(‖w − clip(w − ∇_w, −r, r)‖∞, |∇_b|), the projected gradient: zero iff KKT holds.
-
-    At a solution of the box problem, each free coordinate has zero gradient and each
-    coordinate at a bound has a gradient pushing outwards.
-    """
-    grad_w, grad_b = problem.gradient(w, b)
-    projected = w - np.clip(w - grad_w, -radius, radius)
-    free = abs(grad_b) if problem.fit_intercept else 0.0
-    return float(max(np.max(np.abs(projected)), free))
-
-
 def max_stable_lr(
     problem: Regression, weight_decay: float, momentum: float = 0.0, nesterov: bool = False
 ) -> float:
@@ -184,7 +253,7 @@ def max_stable_lr(
     2(1 + μ)/((1 + 2μ)(L + λ)) with Nesterov's. L + λ is the largest eigenvalue of the
     Hessian in θ = (w, b); without an intercept, L is the largest eigenvalue of XᵀX/n.
     """
-    hessian = problem.data_hessian() + problem.penalty(weight_decay)
+    hessian = ridge_hessian(problem, weight_decay)
     slowdown = 1 + 2 * momentum if nesterov else 1.0
     return 2 * (1 + momentum) / (slowdown * np.linalg.eigvalsh(hessian)[-1])
 
@@ -233,3 +302,39 @@ def sgd_affine_map(
 def spectral_radius(matrix: np.ndarray) -> float:
     """max |eigenvalue|: an affine iteration converges iff this is below 1."""
     return float(np.max(np.abs(np.linalg.eigvals(matrix))))
+
+
+def ridge_hessian(problem: Regression, weight_decay: float) -> np.ndarray:
+    """AᵀA/n + λ·diag(1, …, 1, 0): the Hessian of the ridge loss in θ = (w, b)."""
+    return problem.data_hessian() + problem.penalty(weight_decay)
+
+
+def ridge_distance_bound(
+    problem: Regression, weight_decay: float, w: np.ndarray, b: float, smallest: float
+) -> float:
+    """‖∇F(θ)‖₂ / μ: a bound on ‖θ − θ*‖₂ for the ridge loss F, no oracle needed.
+
+    F is μ-strongly convex, μ = ``smallest`` eigenvalue of ``ridge_hessian``, so
+    ‖∇F(θ)‖ = ‖H(θ − θ*)‖ ≥ μ‖θ − θ*‖.
+    """
+    grad_w, grad_b = problem.gradient(w, b)
+    gradient = np.append(grad_w + weight_decay * w, grad_b if problem.fit_intercept else 0.0)
+    return float(np.linalg.norm(gradient)) / smallest
+
+
+def box_distance_bound(
+    problem: Regression, w: np.ndarray, b: float, radius: float, curvature: tuple[float, float]
+) -> float:
+    """A bound on ‖θ − θ_box‖₂ from the projected-gradient residual, no oracle needed.
+
+    For least squares whose Hessian AᵀA/n has eigenvalues in [μ, L] = ``curvature``, on the
+    set C = {‖w‖∞ ≤ r, b free}: with the step t = 1/L, θ⁺ = proj_C(θ − t∇) and the residual
+    ρ = θ − θ⁺, the projection's optimality and strong monotonicity give
+    μ‖θ⁺ − θ_box‖ ≤ (1/t + L)‖ρ‖, so ‖θ − θ_box‖ ≤ ‖ρ‖·(1 + 2L/μ). ρ = 0 iff KKT holds.
+    """
+    smallest, largest = curvature
+    grad_w, grad_b = problem.gradient(w, b)
+    projected = w - np.clip(w - grad_w / largest, -radius, radius)
+    free = grad_b / largest if problem.fit_intercept else 0.0
+    residual = np.append(projected, free)
+    return float(np.linalg.norm(residual)) * (1 + 2 * largest / smallest)

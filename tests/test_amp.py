@@ -25,6 +25,7 @@ from _configs import (
 from torch import nn
 
 import l2optim
+from l2optim._compat import step_unscales
 
 # Adagrad through with_weight_decay: a fused base whose decay l2optim applies itself,
 # so the decay has to honour grad_scale and found_inf on its own.
@@ -40,6 +41,7 @@ HYPER = {
     "RMSprop": {"lr": 0.01},
     "Adagrad": {"lr": 0.1},
 }
+BASES = {"Adagrad": torch.optim.Adagrad}  # the torch classes under with_weight_decay
 MODES = [(name, decoupled) for name in CLASSES for decoupled in (False, True)]
 SCALE = 2.0**10  # a power of two: scaling and unscaling are exact
 
@@ -85,8 +87,15 @@ def test_skipped_step_changes_nothing(
     model = _model()
     optimizer = _optimizer(model, name, decoupled, implementation)
     if implementation == "fused":
-        # GradScaler then calls the step with grad_scale/found_inf instead of skipping it.
-        assert optimizer._step_supports_amp_scaling
+        # GradScaler then calls the step with grad_scale/found_inf instead of skipping it:
+        # always for l2optim's own classes, and for a with_weight_decay base exactly when
+        # torch's class asks for it (torch 2.7's fused Adagrad does not: GradScaler then
+        # unscales and skips by itself).
+        torch_class = BASES.get(name)
+        expected = torch_class is None or step_unscales(
+            torch_class([nn.Parameter(torch.zeros(1))], fused=True)
+        )
+        assert step_unscales(optimizer) == expected
     scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
     x, y = _data()
     _scaled_step(model, optimizer, scaler, x, y)  # state exists from here on

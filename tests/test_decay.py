@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from _profiles import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,7 @@ def _tensors(xs: list[float], dtype: torch.dtype = torch.float64) -> list[torch.
     return [torch.tensor([x], dtype=dtype) for x in xs] + [torch.tensor(xs, dtype=dtype)]
 
 
-@settings(max_examples=50)
+@settings(max_examples=examples(50))
 @given(xs=values, factor=st.floats(0.0, 1.0), foreach=st.booleans())
 def test_shrink_multiplies_every_tensor(xs: list[float], factor: float, foreach: bool) -> None:
     params = _tensors(xs)
@@ -59,7 +60,7 @@ def test_shrink_of_nothing_is_nothing() -> None:
     _decay.shrink([], 0.5)
 
 
-@settings(max_examples=50)
+@settings(max_examples=examples(50))
 @given(
     gs=values,
     weight_decay=weight_decays,

@@ -48,6 +48,19 @@ def _optimizer(parameters, name: str, decoupled: bool) -> torch.optim.Optimizer:
     return getattr(l2optim, name)(parameters, **HYPER[name], decoupled_weight_decay=decoupled)
 
 
+def _torch_sgd(parameters, name: str, decoupled: bool) -> torch.optim.Optimizer:
+    """torch's own SGD: the reference for what a wrapper itself reproduces."""
+    return torch.optim.SGD(parameters, **HYPER["SGD"])
+
+
+def _trained(wrapper: str | None, make, name: str, decoupled: bool, rank: int = 0,
+             world_size: int = 1) -> nn.Module:
+    """A model trained with ``make(parameters, name, decoupled)``, wrapped or alone."""
+    model = _model() if wrapper is None else _wrap(_model(), wrapper)
+    _train(model, make(model.parameters(), name, decoupled), rank, world_size)
+    return model
+
+
 def _train(model: nn.Module, optimizer: torch.optim.Optimizer, rank: int, world_size: int) -> None:
     for step in range(STEPS):
         x, y = _batch(step)
@@ -84,10 +97,9 @@ def _worker(rank: int, port: int, out: str) -> None:
     try:
         results = {}
         for wrapper in WRAPPERS:
-            for name, decoupled in CASES:
-                model = _wrap(_model(), wrapper)
-                optimizer = _optimizer(model.parameters(), name, decoupled)
-                _train(model, optimizer, rank, WORLD_SIZE)
+            for name, decoupled in [*CASES, ("torch", False)]:
+                make = _torch_sgd if name == "torch" else _optimizer
+                model = _trained(wrapper, make, name, decoupled, rank, WORLD_SIZE)
                 kinds = {type(p).__name__ for p in model.parameters()}
                 results[wrapper, name, decoupled] = ([_full(p) for p in model.parameters()], kinds)
         results["groups"] = _group_names(nn.parallel.DistributedDataParallel(_model()))
@@ -124,8 +136,13 @@ def test_split_batch_equals_one_process(distributed_results, wrapper, name, deco
     params, kinds = distributed_results[wrapper, name, decoupled]
     # FSDP2 really ran on DTensor parameters.
     assert kinds == ({"DTensor"} if wrapper == "fsdp2" else {"Parameter"})
-    model = _model()
-    _train(model, _optimizer(model.parameters(), name, decoupled), rank=0, world_size=1)
+    # torch's FSDP2 on CPU does not reproduce one process before some release after 2.8,
+    # torch.optim.SGD included: nothing an optimizer could do about it.
+    torch_params, _ = distributed_results[wrapper, "torch", False]
+    torch_alone = _trained(None, _torch_sgd, "SGD", False).parameters()
+    if not all(map(torch.allclose, torch_params, torch_alone)):
+        pytest.skip(f"torch {torch.__version__}'s {wrapper} on CPU differs from one process")
+    model = _trained(None, _optimizer, name, decoupled)
     expected = [p.detach() for p in model.parameters()]
     assert not torch.equal(expected[0], _model()[0].weight.detach())
     for got, want in zip(params, expected, strict=True):

@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import Phase, assume, given, settings
+from _profiles import examples
+from hypothesis import Phase, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from strategies import (
+    BoxProblem,
     Regression,
-    box_kkt_residual,
+    box_distance_bound,
     box_least_squares,
+    box_problems,
     max_stable_lr,
     regressions,
     ridge,
+    ridge_distance_bound,
+    ridge_hessian,
     sgd_affine_map,
     spectral_radius,
     weight_decays,
@@ -32,12 +38,24 @@ import l2optim
 from l2optim import conversions
 
 MakeOptimizer = Callable[[list[dict]], torch.optim.Optimizer]
+DistanceBound = Callable[[np.ndarray, float], float]
 
 # Training runs of thousands of steps: a failure is reported as found, not shrunk for minutes.
 NO_SHRINK = [Phase.explicit, Phase.reuse, Phase.generate]
+CHECK_EVERY = 10  # steps between two evaluations of the certificate
 
 
-# -- training on a regression problem --------------------------------------------------
+# -- training on a regression problem until it is certified -----------------------------
+
+
+@dataclass(frozen=True)
+class Training:
+    """Where a run ended: weights, intercept, steps taken and the certified distance there."""
+
+    w: np.ndarray
+    b: float
+    steps: int
+    bound: float
 
 
 def _linear_model(problem: Regression) -> torch.nn.Linear:
@@ -50,25 +68,29 @@ def _linear_model(problem: Regression) -> torch.nn.Linear:
     return model
 
 
-def _fit(
+def _train(
     problem: Regression,
     make_optimizer: MakeOptimizer,
     weight_decay: float,
-    steps: int,
     *,
-    final_lr_factor: float = 1.0,
-) -> tuple[np.ndarray, float]:
+    bound: DistanceBound,
+    target: float,
+    budget: int,
+    lr_decay: float = 1.0,
+) -> Training:
     """Full-batch training of a zero-initialised Linear, bias exempt via ``decay_groups``.
 
-    The lr decays exponentially by ``final_lr_factor`` over the run. Gradients are the
-    closed form (1/n)Xᵀr and mean(r): the same numbers as autograd, at a fraction of its
-    cost, which keeps thousands of steps per example affordable.
+    Stops as soon as ``bound(w, b)``, a certified distance to the answer, is at most
+    ``target``, or after ``budget`` steps. The lr is multiplied by ``lr_decay`` each
+    step. Gradients are the closed form (1/n)Xᵀr and mean(r): the same numbers as
+    autograd, at a fraction of its cost.
     """
     model = _linear_model(problem)
     optimizer = make_optimizer(l2optim.decay_groups(model, weight_decay))
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, final_lr_factor ** (1 / steps))
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, lr_decay)
     X, y = torch.from_numpy(problem.X), torch.from_numpy(problem.y)
-    for _ in range(steps):
+    distance, step = math.inf, 0
+    while step < budget and distance > target:
         with torch.no_grad():
             residual = model(X).squeeze(1) - y
             model.weight.grad = (residual @ X / problem.n_samples).unsqueeze(0)
@@ -76,13 +98,33 @@ def _fit(
                 model.bias.grad = residual.mean().reshape(1)
         optimizer.step()
         schedule.step()
+        step += 1
+        if step % CHECK_EVERY == 0 or step == budget:
+            w, b = _weights(model)
+            distance = bound(w, b)
+    w, b = _weights(model)
+    return Training(w=w, b=b, steps=step, bound=distance)
+
+
+def _weights(model: torch.nn.Linear) -> tuple[np.ndarray, float]:
     bias = float(model.bias.detach()) if model.bias is not None else 0.0
     return model.weight.detach().numpy()[0].copy(), bias
+
+
+def _ridge_bound(problem: Regression, weight_decay: float) -> DistanceBound:
+    """‖θ − θ*‖₂ ≤ ‖∇F(θ)‖/μ for the ridge loss F at ``weight_decay``."""
+    smallest = float(np.linalg.eigvalsh(ridge_hessian(problem, weight_decay))[0])
+    return lambda w, b: ridge_distance_bound(problem, weight_decay, w, b, smallest)
 
 
 def _distance(w: np.ndarray, b: float, w_ref: np.ndarray, b_ref: float) -> float:
     """max-norm distance between (w, b) and (w_ref, b_ref)."""
     return float(np.max(np.abs(np.append(w - w_ref, b - b_ref))))
+
+
+def _scale(w: np.ndarray, b: float) -> float:
+    """max(1, ‖θ‖∞): the unit of the relative tolerances."""
+    return max(1.0, float(np.max(np.abs(np.append(w, b)))))
 
 
 def _steps_to(tolerance: float, rate: float) -> int:
@@ -96,8 +138,12 @@ def _steps_to(tolerance: float, rate: float) -> int:
 
 # -- 1. coupled SGD, Adam and RMSprop converge to ridge ---------------------------------
 
-SGD_TOLERANCE = 1e-7  # relative to max(1, ‖θ*‖∞); the steps are chosen for 1e-10
-MAX_SGD_STEPS = 3000
+SGD_TOLERANCE = 1e-7  # certified ‖θ − θ*‖₂, relative to max(1, ‖θ*‖∞)
+# The budget is the steps for the error of SGD's affine map to contract by 1e-10 (its
+# spectral radius, doubled for transients): 3 decades to spare over the tolerance, which
+# covers the certificate's factor of at most cond(H) ≤ 110. Strategy bounds (cond(AᵀA/n)
+# ≤ 10, λ ≤ 10, lr ≥ half the step bound, momentum ≤ 0.9) keep it below this:
+MAX_SGD_STEPS = 6000
 
 
 @st.composite
@@ -110,16 +156,30 @@ def sgd_settings(draw: st.DrawFn, kind: str) -> dict:
     return {"momentum": momentum, "dampening": dampening, "nesterov": kind == "nesterov"}
 
 
-def _sgd_steps(M: np.ndarray) -> int:
+def _sgd_budget(M: np.ndarray) -> int:
+    """Steps for SGD's map M to contract by 1e-10; the strategies keep it bounded."""
     rate = spectral_radius(M)
-    assume(rate < 0.99)
-    steps = _steps_to(1e-10, rate)
-    assume(steps <= MAX_SGD_STEPS)
-    return steps
+    assert rate < 1, f"spectral radius {rate}: the drawn lr is not stable"
+    budget = _steps_to(1e-10, rate)
+    assert budget <= MAX_SGD_STEPS, f"rate {rate}: the strategy drew a slower problem"
+    return budget
+
+
+def _stable_edge(map_at: Callable[[float], np.ndarray]) -> float:
+    """The lr where the spectral radius of ``map_at(lr)`` crosses 1, by bisection in log lr.
+
+    The radius is below 1 for small lr > 0 (the map tends to the identity less a
+    contraction) and above it for large lr.
+    """
+    low, high = 1e-6, 1e3
+    for _ in range(60):
+        middle = math.sqrt(low * high)
+        low, high = (middle, high) if spectral_radius(map_at(middle)) < 1 else (low, middle)
+    return low
 
 
 @pytest.mark.parametrize("kind", ["plain", "momentum", "nesterov"])
-@settings(max_examples=10, phases=NO_SHRINK)
+@settings(max_examples=examples(10), phases=NO_SHRINK)
 @given(data=st.data(), problem=regressions(), weight_decay=weight_decays())
 def test_coupled_sgd_converges_to_ridge(data, kind, problem, weight_decay):
     """lr is a drawn fraction of the data's step bound 2(1 + μ)/(L + λ), on (1 − d)·lr."""
@@ -129,16 +189,23 @@ def test_coupled_sgd_converges_to_ridge(data, kind, problem, weight_decay):
     lr = fraction * max_stable_lr(problem, weight_decay, options["momentum"], options["nesterov"])
     lr /= damped
     M, _ = sgd_affine_map(problem, lr=lr, coupled=weight_decay, **options)
-    steps = _sgd_steps(M)
-
-    w, b = _fit(problem, lambda g: l2optim.SGD(g, lr=lr, **options), weight_decay, steps)
-
     w_star, b_star = ridge(problem, weight_decay)
-    scale = max(1.0, float(np.max(np.abs(np.append(w_star, b_star)))))
-    assert _distance(w, b, w_star, b_star) <= SGD_TOLERANCE * scale
+    target = SGD_TOLERANCE * _scale(w_star, b_star)
+
+    run = _train(
+        problem,
+        lambda g: l2optim.SGD(g, lr=lr, **options),
+        weight_decay,
+        bound=_ridge_bound(problem, weight_decay),
+        target=target,
+        budget=_sgd_budget(M),
+    )
+
+    assert run.bound <= target, f"not certified after {run.steps} steps"
+    assert _distance(run.w, run.b, w_star, b_star) <= target  # the closed form agrees
 
 
-@settings(max_examples=8)
+@settings(max_examples=examples(8))
 @given(
     problem=regressions(fit_intercept=False),
     weight_decay=weight_decays(),
@@ -167,7 +234,7 @@ def test_gradient_descent_step_bound_is_sharp(problem, weight_decay, fraction):
     assert distance_after((2 - fraction) * bound) >= 1e6  # 1.1**200 ≈ 2e8 at least
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(
     problem=regressions(),
     weight_decay=weight_decays(),
@@ -192,40 +259,49 @@ def test_step_bound_is_where_the_sgd_map_stops_contracting(
     assert radius(0.999 * bound) < 1 < radius(1.001 * bound)
 
 
-ADAPTIVE_TOLERANCE = 1e-4  # relative to max(1, ‖θ*‖∞); observed ≤ 1e-5 at these settings
-ADAPTIVE_STEPS = 1200
-ADAPTIVE_FINAL_LR = 1e-4  # the lr decays exponentially to this fraction of its start
-COUPLED_ADAPTIVE = {
-    "adam": lambda g: l2optim.Adam(g, lr=0.1),
-    # AMSGrad's steps are bounded by the largest √v seen, early and large: it needs a larger
-    # start to arrive before the schedule ends (at lr=0.1 a target of scale 9 fell short).
-    "adam-amsgrad": lambda g: l2optim.Adam(g, lr=0.3, amsgrad=True),
-    "rmsprop": lambda g: l2optim.RMSprop(g, lr=0.1),
-    "rmsprop-centered": lambda g: l2optim.RMSprop(g, lr=0.1, centered=True),
-    "rmsprop-momentum": lambda g: l2optim.RMSprop(g, lr=0.01, momentum=0.9),
+# Adam and RMSprop move each coordinate by about lr per step, whatever the gradient's
+# scale: the lr is a fraction of max(1, ‖θ*‖∞) so that the work does not depend on the
+# answer's size, and decays by ADAPTIVE_LR_DECAY per step so that the iterates settle.
+ADAPTIVE_TOLERANCE = 1e-8  # certified ‖θ − θ*‖₂, relative to max(1, ‖θ*‖∞)
+ADAPTIVE_LR_DECAY = 0.995
+# A cap on the work, past which the lr has fallen 1e-4-fold: runs stop when certified.
+ADAPTIVE_BUDGET = 1600
+COUPLED_ADAPTIVE = {  # (optimizer for an lr, lr in units of max(1, ‖θ*‖∞))
+    "adam": (lambda g, lr: l2optim.Adam(g, lr=lr), 0.1),
+    "adam-amsgrad": (lambda g, lr: l2optim.Adam(g, lr=lr, amsgrad=True), 0.1),
+    "rmsprop": (lambda g, lr: l2optim.RMSprop(g, lr=lr), 0.1),
+    "rmsprop-centered": (lambda g, lr: l2optim.RMSprop(g, lr=lr, centered=True), 0.1),
+    # The buffer sums 1/(1 − μ) = 10 normalised steps: a tenth of the lr.
+    "rmsprop-momentum": (lambda g, lr: l2optim.RMSprop(g, lr=lr, momentum=0.9), 0.01),
 }
 
 
 @pytest.mark.parametrize("name", list(COUPLED_ADAPTIVE))
-@settings(max_examples=8, phases=NO_SHRINK)
+@settings(max_examples=examples(8), phases=NO_SHRINK)
 @given(problem=regressions(), weight_decay=weight_decays())
 def test_coupled_adaptive_converges_to_ridge(name, problem, weight_decay):
-    w, b = _fit(
-        problem,
-        COUPLED_ADAPTIVE[name],
-        weight_decay,
-        ADAPTIVE_STEPS,
-        final_lr_factor=ADAPTIVE_FINAL_LR,
-    )
+    make_optimizer, lr = COUPLED_ADAPTIVE[name]
     w_star, b_star = ridge(problem, weight_decay)
-    scale = max(1.0, float(np.max(np.abs(np.append(w_star, b_star)))))
-    assert _distance(w, b, w_star, b_star) <= ADAPTIVE_TOLERANCE * scale
+    scale = _scale(w_star, b_star)
+
+    run = _train(
+        problem,
+        lambda groups: make_optimizer(groups, lr * scale),
+        weight_decay,
+        bound=_ridge_bound(problem, weight_decay),
+        target=ADAPTIVE_TOLERANCE * scale,
+        budget=ADAPTIVE_BUDGET,
+        lr_decay=ADAPTIVE_LR_DECAY,
+    )
+
+    assert run.bound <= ADAPTIVE_TOLERANCE * scale, f"not certified after {run.steps} steps"
+    assert _distance(run.w, run.b, w_star, b_star) <= ADAPTIVE_TOLERANCE * scale
 
 
 # -- 2. decoupled SGD ------------------------------------------------------------------
 
 
-@settings(max_examples=15)
+@settings(max_examples=examples(15))
 @given(
     problem=regressions(),
     weight_decay=weight_decays(max_exponent=0.0),
@@ -235,7 +311,14 @@ def test_coupled_adaptive_converges_to_ridge(name, problem, weight_decay):
 def test_decoupled_sgd_without_momentum_is_coupled_step_for_step(
     problem, weight_decay, lr, decay_per_step
 ):
-    """Plain tensors, the intercept in a weight_decay=0 group, torch.optim.SGD the oracle."""
+    """Plain tensors, the intercept in a weight_decay=0 group, torch.optim.SGD the oracle.
+
+    The lr stays below the step bound 2/(L + λ): there the map is a contraction, so the two
+    roundings (w·(1 − lr·λ) − lr·g against w − lr·(g + λ·w)) differ by a few ulps a step
+    and do not grow. Above it the difference grows with the iterates' unstable mode, as
+    any rounding difference would.
+    """
+    lr = min(lr, 0.95 * max_stable_lr(problem, weight_decay))
     X, y = torch.from_numpy(problem.X), torch.from_numpy(problem.y)
 
     def trajectory(optimizer_class, **kwargs) -> list[torch.Tensor]:
@@ -256,12 +339,13 @@ def test_decoupled_sgd_without_momentum_is_coupled_step_for_step(
 
     decoupled = trajectory(l2optim.SGD, decoupled_weight_decay=True)
     coupled = trajectory(torch.optim.SGD)
+    size = max(1.0, max(float(w.abs().max()) for w in coupled))
     for ours, theirs in zip(decoupled, coupled, strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-13)
+        torch.testing.assert_close(ours, theirs, rtol=0.0, atol=1e-12 * size)
 
 
 @pytest.mark.parametrize("scaling", ["lr", "schedule", "none"])
-@settings(max_examples=8, phases=NO_SHRINK)
+@settings(max_examples=examples(8), phases=NO_SHRINK)
 @given(
     data=st.data(),
     kind=st.sampled_from(["plain", "momentum", "nesterov"]),
@@ -274,16 +358,22 @@ def test_decoupled_sgd_reaches_ridge_at_converted_weight_decay(
     """The decoupled λ from ``decoupled_from_coupled`` lands on ridge at the coupled λ.
 
     ``"schedule"`` runs at a constant lr that is a drawn fraction of the initial lr (a
-    ConstantLR scheduler that never ends), so s = lr/initial_lr is not 1.
+    ConstantLR scheduler that never ends), so s = lr/initial_lr is not 1. The per-step
+    shrink s·λ = λ_c·lr·(1 − d)/(1 − μ) must stay below 1 (the optimizer refuses more):
+    the lr is lowered to keep it at most 0.9.
     """
     options = data.draw(sgd_settings(kind))
     fraction = data.draw(st.floats(0.5, 0.95))
     lr_factor = data.draw(st.floats(0.2, 0.9)) if scaling == "schedule" else 1.0
-    damped = 1 - options["dampening"]
-    lr = fraction * max_stable_lr(
-        problem, ridge_weight_decay, options["momentum"], options["nesterov"]
-    )
-    lr /= damped
+    # Every scaling shrinks by s·λ = λ_c·lr·(1 − d)/(1 − μ) per step at the converted λ.
+    shrink_per_lr = ridge_weight_decay * (1 - options["dampening"]) / (1 - options["momentum"])
+
+    def decoupled_map(lr: float) -> np.ndarray:
+        return sgd_affine_map(problem, lr=lr, shrink=shrink_per_lr * lr, **options)[0]
+
+    # Decoupled momentum SGD is stable on another range of lr than coupled: its edge by
+    # bisection, and at most the lr that shrinks by 0.9 (the optimizer refuses >= 1).
+    lr = fraction * min(_stable_edge(decoupled_map), 0.9 / shrink_per_lr)
     initial_lr = lr / lr_factor
     weight_decay = conversions.decoupled_from_coupled(
         ridge_weight_decay,
@@ -294,9 +384,9 @@ def test_decoupled_sgd_reaches_ridge_at_converted_weight_decay(
         dampening=options["dampening"],
     )
     scale = {"lr": lr, "schedule": lr_factor, "none": 1.0}[scaling]
-    assume(scale * weight_decay < 0.9)  # the optimizer refuses 1 − s·λ <= 0
-    M, _ = sgd_affine_map(problem, lr=lr, shrink=scale * weight_decay, **options)
-    steps = _sgd_steps(M)
+    assert scale * weight_decay == pytest.approx(shrink_per_lr * lr, rel=1e-12)
+    w_star, b_star = ridge(problem, ridge_weight_decay)
+    target = SGD_TOLERANCE * _scale(w_star, b_star)
 
     def make_optimizer(groups: list[dict]) -> torch.optim.Optimizer:
         optimizer = l2optim.SGD(
@@ -310,55 +400,81 @@ def test_decoupled_sgd_reaches_ridge_at_converted_weight_decay(
         torch.optim.lr_scheduler.ConstantLR(optimizer, factor=lr_factor, total_iters=10**9)
         return optimizer
 
-    w, b = _fit(problem, make_optimizer, weight_decay, steps)
+    run = _train(
+        problem,
+        make_optimizer,
+        weight_decay,
+        bound=_ridge_bound(problem, ridge_weight_decay),
+        target=target,
+        budget=_sgd_budget(decoupled_map(lr)),
+    )
 
-    w_star, b_star = ridge(problem, ridge_weight_decay)
-    scale_of_answer = max(1.0, float(np.max(np.abs(np.append(w_star, b_star)))))
-    assert _distance(w, b, w_star, b_star) <= SGD_TOLERANCE * scale_of_answer
+    assert run.bound <= target, f"not certified after {run.steps} steps"
+    assert _distance(run.w, run.b, w_star, b_star) <= target
 
 
 # -- 3. decoupled Adam and RMSprop converge into the box -------------------------------
 
-BOX_STEPS = 3000
-BOX_FINAL_LR = 1e-3
-BOX_TOLERANCE = 0.1  # distance to the box solution, in units of the radius 1/λ
-BOX_OVERSHOOT = 0.02  # allowed ‖w‖∞ beyond the radius, in units of the radius
-BOX_KKT_TOLERANCE = 0.1  # projected gradient, relative to max(1, ‖∇ at 0‖∞)
+# Certified ‖θ − θ_box‖₂ (the projected-gradient bound, up to 1 + 2·cond(AᵀA/n) ≤ 21
+# times the residual), in units of the radius r. Convergence into the box is slow: the
+# coordinates inside it settle only as fast as the second-moment average forgets the
+# early gradients (β₂ = α = 0.9 here, for short runs), and RMSprop's only as fast as its
+# lr falls; the drawn margins (interior coordinates within 0.6·r, multipliers ≥ 0.1·L·r)
+# keep every problem away from the degenerate cases that settle slower still.
+# RMSpropW's iterates settle a little off the box solution (a drawn example stalled at a
+# certified 1.7e-3·r, 1e-4·r in fact): the target is ten times that bound.
+BOX_TOLERANCE = 1e-2
+BOX_LR_DECAY = 0.997
+# A cap on the work, past which the lr has fallen 1e-8-fold: runs stop when certified.
+BOX_BUDGET = 6000
 DECOUPLED_ADAPTIVE = {
-    # (optimizer, the box radius times λ): the momentum buffer of RMSprop sums
-    # 1/(1 − μ) normalised gradients, so its box is (1 − μ)⁻¹ times wider. Centered
-    # RMSprop has no box: ṽ = v − ḡ² → 0 as the gradient settles, so g/√ṽ is unbounded.
-    "adamw": (lambda g: l2optim.AdamW(g, lr=0.1, betas=(0.9, 0.99)), 1.0),
-    "rmspropw": (lambda g: l2optim.RMSpropW(g, lr=0.1), 1.0),
-    "rmspropw-momentum": (lambda g: l2optim.RMSpropW(g, lr=0.02, momentum=0.5), 2.0),
+    # (optimizer for an lr, lr in units of r, the box radius times λ): the momentum
+    # buffer of RMSprop sums 1/(1 − μ) normalised gradients, so its box is (1 − μ)⁻¹
+    # times wider. Centered RMSprop has no box: ṽ = v − ḡ² → 0 as the gradient settles,
+    # so g/√ṽ is unbounded. The lr makes the first steps shrink w by lr·λ = 0.5 or 0.4.
+    "adamw": (lambda g, lr: l2optim.AdamW(g, lr=lr, betas=(0.9, 0.9)), 0.5, 1.0),
+    "rmspropw": (lambda g, lr: l2optim.RMSpropW(g, lr=lr, alpha=0.9), 0.5, 1.0),
+    "rmspropw-momentum": (
+        lambda g, lr: l2optim.RMSpropW(g, lr=lr, alpha=0.9, momentum=0.5),
+        0.2,
+        2.0,
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(DECOUPLED_ADAPTIVE))
-@settings(max_examples=8, phases=NO_SHRINK)
-@given(problem=regressions(), tightness=st.floats(1.5, 4.0))
-def test_decoupled_adaptive_converges_into_the_box(name, problem, tightness):
-    """λ puts the least-squares solution ``tightness`` times outside the box.
+@settings(max_examples=examples(8), phases=NO_SHRINK)
+@given(box=box_problems())
+def test_decoupled_adaptive_converges_into_the_box(name, box: BoxProblem):
+    """λ = (radius times λ)/r puts the box of the drawn problem where the optimizer's is.
 
-    Tolerances are loose and stated above: convergence into the box is slow.
+    The run stops when the projected-gradient certificate puts it within BOX_TOLERANCE·r
+    of the box solution; scipy's bounded least squares and the drawn solution agree.
+    The box solution has coordinates on the boundary, so it is not least squares, and
+    ridge at any λ shrinks every coordinate instead of clipping some.
     """
-    make_optimizer, radius_times_decay = DECOUPLED_ADAPTIVE[name]
-    w_ls, _ = ridge(problem, 0.0)
-    radius = float(np.max(np.abs(w_ls))) / tightness
-    weight_decay = radius_times_decay / radius
-    w_box, b_box = box_least_squares(problem, radius)
-    w_ridge, b_ridge = ridge(problem, weight_decay)
-    # Far enough apart that being near one means being away from the other.
-    assume(_distance(w_box, b_box, w_ridge, b_ridge) > 3 * BOX_TOLERANCE * radius)
-    assume(0.1 * weight_decay < 1)  # the optimizer refuses 1 − lr·λ <= 0
+    make_optimizer, lr, radius_times_decay = DECOUPLED_ADAPTIVE[name]
+    problem, radius = box.regression, box.radius
+    eigenvalues = np.linalg.eigvalsh(problem.data_hessian())
+    curvature = (float(eigenvalues[0]), float(eigenvalues[-1]))
+    target = BOX_TOLERANCE * radius
 
-    w, b = _fit(problem, make_optimizer, weight_decay, BOX_STEPS, final_lr_factor=BOX_FINAL_LR)
+    run = _train(
+        problem,
+        lambda groups: make_optimizer(groups, lr * radius),
+        radius_times_decay / radius,
+        bound=lambda w, b: box_distance_bound(problem, w, b, radius, curvature),
+        target=target,
+        budget=BOX_BUDGET,
+        lr_decay=BOX_LR_DECAY,
+    )
 
-    assert np.max(np.abs(w)) <= radius * (1 + BOX_OVERSHOOT)
-    assert _distance(w, b, w_box, b_box) <= BOX_TOLERANCE * radius
-    assert _distance(w, b, w_ridge, b_ridge) > 2 * BOX_TOLERANCE * radius
-    gradient_scale = max(1.0, float(np.max(np.abs(problem.gradient(np.zeros_like(w), 0.0)[0]))))
-    assert box_kkt_residual(problem, w, b, radius) <= BOX_KKT_TOLERANCE * gradient_scale
+    note(f"steps={run.steps}, certified distance={run.bound / radius:.2e}·r")
+    assert run.bound <= target, f"not certified after {run.steps} steps"
+    assert _distance(run.w, run.b, box.w, box.b) <= target
+    w_scipy, b_scipy = box_least_squares(problem, radius)
+    assert _distance(w_scipy, b_scipy, box.w, box.b) <= 1e-9 * radius
+    assert np.max(np.abs(run.w)) <= radius + target
 
 
 # -- 4. the first step, exactly --------------------------------------------------------
@@ -400,7 +516,7 @@ def _expected_first_step(
 
 @pytest.mark.parametrize("form,scaling", FORMS)
 @pytest.mark.parametrize("name,options", FIRST_STEP_CASES)
-@settings(max_examples=10)
+@settings(max_examples=examples(10))
 @given(
     w=hnp.arrays(np.float64, 6, elements=st.floats(-3, 3)),
     g=hnp.arrays(np.float64, 6, elements=st.floats(-3, 3)),
@@ -412,7 +528,8 @@ def test_first_step_is_exact(name, options, form, scaling, w, g, lr, weight_deca
     """Coupled: base(g + λw). Decoupled: −s·λ·w + base(g), s = lr, lr/initial_lr or 1."""
     decoupled = form == "decoupled"
     scale = {"lr": lr, "schedule": lr / initial_lr, "none": 1.0}[scaling]
-    assume(not decoupled or scale * weight_decay < 1)
+    if decoupled:  # the optimizer refuses a shrink factor 1 − s·λ <= 0
+        weight_decay = min(weight_decay, 0.99 / scale)
     parameter = torch.tensor(w)
     parameter.grad = torch.tensor(g)
     # "schedule" reads the group's own reference lr, lr_ref.

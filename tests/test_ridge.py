@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _profiles import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.linear_model import Ridge, RidgeCV
@@ -111,7 +112,7 @@ def test_gcv_equals_the_hat_matrix_formula(n, p, k, fit_intercept):
     np.testing.assert_allclose(result.cv_se, expected[:, 1], rtol=1e-6)
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 @given(
     n=st.integers(4, 12),
     p=st.integers(1, 16),

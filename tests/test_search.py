@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _profiles import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,7 +49,7 @@ class CountingObjective:
 # --------------------------------------------------------------------------- the search
 
 
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(log10_centre=st.floats(-5.5, -0.5), n_grid=st.integers(3, 12))
 def test_brent_finds_the_continuous_optimum_between_grid_points(log10_centre, n_grid):
     centre = 10.0**log10_centre

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _profiles import examples
 from _torch_threads import one_torch_thread  # noqa: F401 (autouse fixture)
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -56,7 +57,7 @@ def full_batch_trainer(optimizer, epochs: int = 1000, **kwargs) -> FoldTrainer:
 # Coupled decay λ on the default loss, half the mean squared error (gradient
 # Xᵀ(Xw − y)/m + λw), is ridge at the same λ. Full batch and many epochs: converged to
 # float64 precision.
-@settings(max_examples=6)
+@settings(max_examples=examples(6))
 @given(
     lam=st.floats(1e-3, 3.0),
     setup=st.sampled_from(
