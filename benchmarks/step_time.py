@@ -1,7 +1,8 @@
 """Optimizer step time: l2optim against torch.optim, the memory floor and peers.
 
 Run:  python benchmarks/step_time.py [--device cpu|cuda] [--repeats 15] [--layouts large,small]
-                                    [--contended] [--tables classes,kernels]
+                                    [--contended] [--without-compiled]
+                                    [--tables classes,kernels]
 
 For each mode (SGD with momentum, Adam, RMSprop; coupled and decoupled) it times, in one
 process with the candidates interleaved round by round, the median step of:
@@ -410,6 +411,12 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--contended", action="store_true", help=CONTENTION_HELP)
     parser.add_argument(
+        "--without-compiled",
+        action="store_true",
+        help="leave out fused=True where it compiles (its first steps take minutes for "
+        "1,000 tensors on a CPU); no C column then",
+    )
+    parser.add_argument(
         "--tables",
         default="classes,kernels",
         help="classes (l2optim's optimizers against torch's), kernels (every Triton kernel mode)",
@@ -441,7 +448,12 @@ def main() -> None:
     try:
         if "classes" in tables:
             classes_table(
-                args.layouts.split(","), args.modes.split(","), args.repeats, device, bandwidth
+                args.layouts.split(","),
+                args.modes.split(","),
+                args.repeats,
+                device,
+                bandwidth,
+                compiled=not args.without_compiled,
             )
         if "kernels" in tables:
             kernel_table(
@@ -457,7 +469,12 @@ def main() -> None:
 
 
 def classes_table(
-    layouts: list[str], modes: list[str], repeats: int, device: str, bandwidth: float | None
+    layouts: list[str],
+    modes: list[str],
+    repeats: int,
+    device: str,
+    bandwidth: float | None,
+    compiled: bool = True,
 ) -> None:
     header = (
         f"{'layout':6} {'mode':13} {'form':9} {'A ours/torch':>12} {'p90':>5} "
@@ -474,16 +491,26 @@ def classes_table(
     for layout in layouts:
         for mode in modes:
             for decoupled in (False, True):
-                print(classes_row(layout, mode, decoupled, repeats, device, bandwidth), flush=True)
+                row = classes_row(layout, mode, decoupled, repeats, device, bandwidth, compiled)
+                print(row, flush=True)
 
 
 def classes_row(
-    layout: str, mode: str, decoupled: bool, repeats: int, device: str, bandwidth: float | None
+    layout: str,
+    mode: str,
+    decoupled: bool,
+    repeats: int,
+    device: str,
+    bandwidth: float | None,
+    compiled: bool = True,
 ) -> str:
     """One line of the classes table: every candidate for one layout, mode and form."""
     params = make_params(LAYOUTS[layout], device)
     numel = sum(p.numel() for p in params)
     steps: dict[str, Callable[[], None]] = dict(candidates(mode, decoupled, params))
+    torch_has_fused = mode != "rmsprop" and not (mode == "sgd-momentum" and decoupled)
+    if not compiled and not torch_has_fused:
+        del steps["l2optim fused"]
     if kernels_usable(params):
         steps["kernel"] = kernel_for(mode, decoupled, params)
     samples, warmup = time_interleaved(steps, repeats * ROUNDS_PER_REPEAT.get(layout, 1), device)
@@ -491,8 +518,7 @@ def classes_row(
     t = {name: statistics.median(s) for name, s in samples.items()}
     ours = t["l2optim default"]
     torch_fastest = min(v for k, v in t.items() if k.startswith("torch "))
-    torch_has_fused = mode != "rmsprop" and not (mode == "sgd-momentum" and decoupled)
-    c = "" if torch_has_fused else f"{t['l2optim fused'] / t['floor']:.2f}"
+    c = "" if "l2optim fused" not in t or torch_has_fused else f"{t['l2optim fused'] / t['floor']:.2f}"
     fused_vs_default = (
         f"{mean['torch fused=True'] / mean['torch default']:.2f}" if mode != "rmsprop" else ""
     )
