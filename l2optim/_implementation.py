@@ -53,8 +53,8 @@ TRITON_SWITCH = "L2OPTIM_TRITON_KERNELS"
 #: on a contended machine; twice the size at which torch's element-wise ops go parallel.
 CPU_FUSED_MIN_NUMEL = 1 << 16
 #: Elements up to which a CPU tensor's step is quicker on foreach kernels than in torch's
-#: per-tensor loop, for all three updates (SGD's crossover is the lowest: between 2,048 and
-#: 8,192 elements on a 2-core machine; Adam's and RMSprop's lie above 16,384).
+#: per-tensor loop: the crossover lies between 2,048 and 8,192 for SGD, Adam and RMSprop
+#: on a 2-core machine (``benchmarks/foreach_crossover.py``).
 CPU_FOREACH_MAX_NUMEL = 1 << 12
 #: The dtypes whose foreach updates round exactly as the per-tensor loop does.
 _FOREACH_EXACT_DTYPES = (torch.float32, torch.float64)
