@@ -23,8 +23,8 @@ then trained on all the training rows at that λ and scored on the test rows. Me
 * ``full CV``: ``select_lambda(kfold_objective(FoldTrainer(...), folds=5))``, the
   exact search (grid of 7, then Brent); with ``--stacked-reference`` the 5 folds of each λ
   train as one stack (the same numbers to float rounding, a fraction of the wall time);
-* ``race``: ``select_lambda_fast`` at each budget in ``--budgets`` (training runs);
-  with ``--race-folds 2``, also on only 2 of the 5 folds (``race B/2f``);
+* ``race``: ``select_lambda_fast`` at each budget in ``--budgets`` (training runs), on
+  its default 2 folds; with ``--race-folds 5``, also on 5 folds of its own (``race B/5f``);
 * ``grid``: a fixed log grid scored on one fold (hold-out), as many λ as the budget buys
   (trained as one stack: no λ waits for another's score);
 * ``TPE``: Optuna's TPE sampler on ln λ over the same hold-out fold, as many trials as
@@ -192,11 +192,13 @@ def full_cv(trainer, problem, splits, seed, stacked=False):
 
 
 def race(trainer, problem, splits, seed, budget, folds=None):
-    # With ``folds``, the race runs on the first ``folds`` of the k folds only.
-    raced = trainer if folds is None else l2optim.KFoldObjective(trainer, splits[:folds])
+    # With ``folds``, the race runs on a k-fold split of its own with that many folds.
+    options = {} if folds is None else {"folds": folds}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", l2optim.LambdaAtEdgeWarning)
-        found = l2optim.select_lambda_fast(raced, problem.bounds, budget=budget, random_state=seed)
+        found = l2optim.select_lambda_fast(
+            trainer, problem.bounds, budget=budget, random_state=seed, **options
+        )
     return found.lambda_min, found.run_equivalents
 
 
@@ -327,8 +329,8 @@ def main() -> None:
     parser.add_argument(
         "--race-folds",
         default="",
-        help="comma-separated fold counts: also race at each budget on only that many of the "
-        f"{FOLDS} folds ('race B/2f')",
+        help="comma-separated fold counts: also race at each budget on a split with that many "
+        "folds ('race B/5f')",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)

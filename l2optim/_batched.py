@@ -438,11 +438,16 @@ class FoldStacks:
     The contestants of a race: copy (fold j, λ i) for every pair, held in one
     :class:`ModelStack` per training-set size (k-fold training sets differ by at most
     one row, so at most two). :meth:`scores` returns an array (λ, folds), :meth:`keep`
-    drops λ on every fold at once.
+    drops λ on every fold at once. Every run trains at ``λ · train_scale``; ``lambdas``
+    stay as given.
     """
 
     def __init__(
-        self, trainer: FoldTrainer, splits: Sequence[tuple[Any, Any]], lambdas: Sequence[float]
+        self,
+        trainer: FoldTrainer,
+        splits: Sequence[tuple[Any, Any]],
+        lambdas: Sequence[float],
+        train_scale: float = 1.0,
     ) -> None:
         self.lambdas = np.asarray([float(v) for v in lambdas])
         self.n_folds = len(splits)
@@ -456,7 +461,7 @@ class FoldStacks:
                 trainer,
                 splits,
                 [f for f in folds for _ in range(m)],
-                list(self.lambdas) * len(folds),
+                list(self.lambdas * train_scale) * len(folds),
             )
             for folds in self._groups
         ]

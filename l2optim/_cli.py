@@ -197,9 +197,10 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--folds",
         type=int,
-        default=5,
         metavar="K",
-        help="k of k-fold cross-validation (default: %(default)s)",
+        help="k of k-fold cross-validation (default: 5; with --fast, the race's "
+        f"{_library_default(l2optim.select_lambda_fast, 'folds')} folds, its λ scaled to "
+        "5-fold CV's training rows)",
     )
     search.add_argument(
         "--seed",
@@ -241,6 +242,8 @@ def _settle_options(args: argparse.Namespace) -> None:
     if args.data is not None and args.target is None:
         raise ValueError("--target COL is required with DATA.csv")
     args.trained = args.trained or args.model == "mlp" or args.fast
+    if args.folds is None:
+        args.folds = _library_default(l2optim.select_lambda_fast, "folds") if args.fast else 5
     if args.budget is not None and not args.fast:
         raise ValueError("--budget applies to --fast only")
     for name in NOT_RACED if args.fast else ():

@@ -27,7 +27,7 @@ from l2optim._validation import (
 
 __all__ = ["LambdaRace", "select_lambda_fast"]
 
-DEFAULT_BUDGET = 12.0
+DEFAULT_BUDGET = 5.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +54,8 @@ class LambdaRace(CVCurve):
         steps_per_run: the steps of one training run on all the samples, the unit of
             cost: ``epochs · ⌈n / batch_size⌉``.
         seconds: wall-clock time of the search.
+        train_scale: every run trained at ``λ · train_scale``: the λ reported are on the
+            scale of ``reference_folds``-fold CV (1.0 without a reference).
     """
 
     evaluations: tuple[Evaluation, ...]
@@ -63,6 +65,7 @@ class LambdaRace(CVCurve):
     optimizer_steps: int
     steps_per_run: int
     seconds: float
+    train_scale: float = 1.0
 
     @property
     def run_equivalents(self) -> float:
@@ -113,21 +116,31 @@ def select_lambda_fast(
     bounds: tuple[float, float] | None = None,
     *,
     budget: float = DEFAULT_BUDGET,
-    folds: int = 5,
+    folds: int = 2,
+    reference_folds: int | None = 5,
     shuffle: bool = True,
     random_state: int | None = 0,
     per_decade: float = 2.0,
     eta: float = 2.0,
     survivors: int = 4,
     first_fraction: float = 0.25,
-    lean: int = 1,
+    lean: int = 0,
     tolerance: float = 0.1,
 ) -> LambdaRace:
     r"""Choose λ for a model trained by a :class:`~l2optim.FoldTrainer`, within a budget.
 
     :func:`l2optim.select_lambda` on a k-fold objective trains every fold to the end
-    for each λ it scores: about 16 λ × k folds. This function races the λ instead:
+    for each λ it scores: about 16 λ × k folds. This function races the λ instead, on
+    two folds:
 
+    0. **Two folds, every row scored.** Each λ is validated on every row at the cost of
+       one training run (with k folds it costs k − 1), and a validation loss that a few
+       rows dominate (a log loss on a few confident mistakes) needs every row scored.
+       Each half trains on n/2 rows, and fewer rows call for a larger λ: for a mean
+       training loss the best λ scales as 1/n (ridge's does). So each run trains at
+       ``λ · n_ref / n_fold``, with ``n_fold`` its training rows and ``n_ref`` those of a
+       ``reference_folds``-fold CV's training folds: every λ the race reports (the
+       curve, ``lambda_min``) is on the scale of the λ that CV would choose.
     1. **The plan.** A log grid over ``bounds`` of at most ``per_decade`` λ per decade
        races in rungs: the field shrinks by ``eta`` per rung down to ``survivors``, the
        epochs grow by ``eta`` per rung up to the last rung's ``e_L``. The first rung
@@ -162,13 +175,13 @@ def select_lambda_fast(
     over 16 λ costs about 64 runs for k = 5. The result reports ``run_equivalents``,
     ``optimizer_steps`` and the wall time.
 
-    **What it gives up.** The last rung may train for fewer epochs than the final
-    model; the window assumes the best λ of longer training is no smaller than that of
-    shorter training, less ``lean`` grid steps; the grid is coarser than
-    ``per_decade`` when the budget is small. ``benchmarks/lambda_cost.py`` measures
-    the test loss this costs against full k-fold CV (see "Choosing λ"): at the default
-    budget of 12 runs it matched full CV on two of three problems and lost 15% on the
-    third; at 5 runs it lost 3% and 56% on two of them.
+    **What it gives up.** Two folds are a noisier, shifted view of the k-fold curve
+    that the 1/n scaling only corrects on average; the last rung may train for fewer
+    epochs than the final model; the window assumes the best λ of longer training is no
+    smaller than that of shorter training, less ``lean`` grid steps; the grid is
+    coarser than ``per_decade`` when the budget is small. ``benchmarks/lambda_cost.py``
+    measures the test loss this costs against full 5-fold CV on three problems (see
+    "Choosing λ" for the table).
 
     Args:
         trainer: the :class:`~l2optim.FoldTrainer` (model factory, data, loss, score,
@@ -178,8 +191,11 @@ def select_lambda_fast(
             :meth:`~l2optim.FoldTrainer.default_bounds` for the largest training fold, as
             :func:`l2optim.select_lambda` takes them.
         budget: the most training-run equivalents to spend, > 0.
-        folds, shuffle, random_state: the k-fold split when ``trainer`` is a
-            FoldTrainer, as :func:`l2optim.kfold_splits` makes it.
+        folds, shuffle, random_state: the k-fold split the race runs on when
+            ``trainer`` is a FoldTrainer, as :func:`l2optim.kfold_splits` makes it.
+        reference_folds: report λ on the scale of this k-fold CV's training folds
+            (above), an integer ≥ 2; None trains every run at the λ reported (the
+            race's own folds' scale).
         per_decade: the most grid points per decade of ``bounds``.
         eta: the factor by which the field shrinks and the epochs grow per rung, > 1.
         survivors: λ in the last rung, ≥ 3 (a bracket).
@@ -206,7 +222,7 @@ def select_lambda_fast(
     Example:
         >>> trainer = l2optim.FoldTrainer(make_model, X, y, optimizer=l2optim.AdamW,
         ...                               optimizer_kwargs={"lr": 1e-2}, epochs=50)
-        >>> race = l2optim.select_lambda_fast(trainer, bounds=(1e-4, 10.0), budget=12)
+        >>> race = l2optim.select_lambda_fast(trainer, bounds=(1e-4, 10.0), budget=5)
         >>> race.lambda_min, race.run_equivalents
     """
     if isinstance(trainer, KFoldObjective):
@@ -231,8 +247,16 @@ def select_lambda_fast(
     n = len(trainer.X)
     if splits is None:
         splits = kfold_splits(n, folds, shuffle=shuffle, random_state=random_state)
+    if reference_folds is None:
+        train_scale = 1.0
+    else:
+        reference_folds = check_count("reference_folds", reference_folds, low=2)
+        # λ ∝ 1/n: a run on n_fold rows trains at λ · n_ref / n_fold.
+        reference_rows = n * (reference_folds - 1) / reference_folds
+        train_scale = reference_rows / np.mean([len(train) for train, _ in splits])
     if bounds is None:
         bounds = trainer.default_bounds(max(len(train) for train, _ in splits))
+        bounds = (bounds[0] / train_scale, bounds[1] / train_scale)
     lo, hi = check_bounds(bounds)
 
     start_time = time.perf_counter()
@@ -254,7 +278,7 @@ def select_lambda_fast(
     left = budget - planned_cost(plan, cost_per_lambda_epoch)
     refinements = int(left // (plan[-1][0] * cost_per_lambda_epoch) + 1e-9)
     record = race(
-        lambda lambdas: FoldStacks(trainer, splits, lambdas),
+        lambda lambdas: FoldStacks(trainer, splits, lambdas, train_scale),
         grid,
         plan,
         lean=lean,
@@ -279,6 +303,7 @@ def select_lambda_fast(
         optimizer_steps=record.optimizer_steps,
         steps_per_run=steps_per_run,
         seconds=time.perf_counter() - start_time,
+        train_scale=float(train_scale),
     )
     found._warn_if_at_edge()
     return found

@@ -28,22 +28,40 @@ def ridge_trainer() -> FoldTrainer:
     return FoldTrainer(functools.partial(nn.Linear, 8, 1), X, Y, optimizer_kwargs={"lr": 0.35})
 
 
-def test_lambda_agrees_with_ridge_cv_on_the_same_folds():
+@pytest.mark.parametrize(
+    ("folds", "reference_folds", "train_scale"),
+    # 40 rows: 4 folds train on 30 rows; 2 folds on 20, scaled to 5-fold CV's 32.
+    [(4, None, 1.0), (2, 5, 32 / 20)],
+)
+def test_lambda_agrees_with_ridge_cv_on_the_same_folds(folds, reference_folds, train_scale):
     tolerance = 0.1
     race = select_lambda_fast(
-        ridge_trainer(), (0.01, 10.0), folds=4, shuffle=False, budget=40, tolerance=tolerance
+        ridge_trainer(),
+        (0.01, 10.0),
+        folds=folds,
+        reference_folds=reference_folds,
+        shuffle=False,
+        budget=40,
+        tolerance=tolerance,
     )
     # Budget enough for the last rung to train all 100 epochs, then refine until settled.
     assert race.rungs[-1].epochs == 100 and race.stop == "settled"
-    ridge = l2optim.ridge_cv(X, Y, cv=4, shuffle=False)  # the same folds
+    # The same folds, in closed form; the race trains each λ at λ · train_scale.
+    ridge = l2optim.ridge_cv(X, Y, cv=folds, shuffle=False)
     best = int(np.flatnonzero(ridge.lambdas == ridge.lambda_min)[0])
-    at_choice = l2optim.ridge_cv(X, Y, cv=4, shuffle=False, lambdas=[race.lambda_min]).cv_mean[0]
+    chosen = race.lambda_min * train_scale
+    at_choice = l2optim.ridge_cv(X, Y, cv=folds, shuffle=False, lambdas=[chosen]).cv_mean[0]
     # The stop's claim, checked on the closed form: the choice is within the band.
     assert at_choice - ridge.cv_mean[best] <= tolerance * ridge.cv_se[best]
-    assert abs(math.log(race.lambda_min / ridge.lambda_min)) < 0.02
-    # Every score of the last rung is the closed-form k-fold score at its λ.
-    closed_form = l2optim.ridge_cv(X, Y, cv=4, shuffle=False, lambdas=race.final.lambdas)
-    np.testing.assert_allclose(race.final.means, closed_form.cv_mean, rtol=1e-6)
+    assert abs(math.log(chosen / ridge.lambda_min)) < 0.02
+    # The scores of the last rung near the choice are the closed-form k-fold scores at their
+    # trained λ. (Far below, 100 steps have not converged; at λ ≳ 3.4, lr (L + λ) > 2 and
+    # gradient descent diverges.)
+    trained = race.final.lambdas * train_scale
+    near = (trained > chosen / 2) & (trained < 2.0)
+    assert near.sum() >= 3
+    closed_form = l2optim.ridge_cv(X, Y, cv=folds, shuffle=False, lambdas=trained[near])
+    np.testing.assert_allclose(race.final.means[near], closed_form.cv_mean, rtol=1e-6)
 
 
 def mlp() -> nn.Module:
@@ -63,16 +81,46 @@ def mlp_trainer(**kwargs) -> FoldTrainer:
     )
 
 
-def test_every_score_is_fold_trainers_score_after_that_many_epochs():
+@pytest.mark.parametrize(
+    ("folds", "reference_folds", "train_scale"),
+    # 40 rows: 3 folds train on 26 or 27 rows (26.67 on average), 2 folds on 20; 5-fold CV
+    # trains on 32, 10-fold CV on 36.
+    [(3, None, 1.0), (3, 5, 32 / (80 / 3)), (2, 5, 32 / 20), (2, 10, 36 / 20)],
+)
+def test_every_score_is_fold_trainers_score_after_that_many_epochs(
+    folds, reference_folds, train_scale
+):
     trainer = mlp_trainer()
-    race = select_lambda_fast(trainer, (1e-3, 10.0), folds=3, budget=6)
-    splits = kfold_splits(40, 3)
+    race = select_lambda_fast(
+        trainer, (1e-3, 10.0), folds=folds, reference_folds=reference_folds, budget=6
+    )
+    assert race.train_scale == pytest.approx(train_scale, rel=1e-12)
+    splits = kfold_splits(40, folds)
     for rung in race.rungs:
         shorter = mlp_trainer()
         shorter.epochs = rung.epochs
         for lam, scores in zip(rung.lambdas, rung.scores, strict=True):
-            expected = [shorter(lam, train, test) for train, test in splits]
+            expected = [shorter(lam * train_scale, train, test) for train, test in splits]
             np.testing.assert_allclose(scores, expected, rtol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::l2optim.LambdaAtEdgeWarning")
+def test_a_reference_of_the_races_own_folds_changes_nothing():
+    # A 5-fold race scaled to 5-fold CV trains at the λ it reports.
+    trainer = mlp_trainer()
+    bounds = (1e-4, 10.0)
+    scaled = select_lambda_fast(trainer, bounds, folds=5, reference_folds=5, budget=8)
+    plain = select_lambda_fast(trainer, bounds, folds=5, reference_folds=None, budget=8)
+    assert dataclasses.replace(scaled, seconds=plain.seconds) == plain
+
+
+def test_default_bounds_are_on_the_reported_scale():
+    # Decoupled AdamW at lr 0.01: trained λ must stay below 0.5 / lr = 50. The 2-fold runs
+    # train at 1.6 λ, so the reported bounds are the trainer's divided by 1.6.
+    trainer = mlp_trainer()
+    race = select_lambda_fast(trainer, budget=6)
+    lo, hi = trainer.default_bounds(20)
+    assert race.bounds == pytest.approx((lo / 1.6, hi / 1.6), rel=1e-12)
 
 
 def test_the_cost_is_the_steps_counted_over_one_run():
@@ -142,6 +190,8 @@ def test_the_result_shares_the_cv_curve_records_and_plots():
         ({"first_fraction": 1.5}, ValueError, r"first_fraction must be in \(0, 1\], got 1.5"),
         ({"per_decade": math.nan}, ValueError, "per_decade must be finite, got nan"),
         ({"folds": 1}, ValueError, r"folds must be an integer in \[2, n_samples=40\], got 1"),
+        ({"reference_folds": 1}, ValueError, r"reference_folds must be an integer >= 2, got 1"),
+        ({"reference_folds": 2.5}, TypeError, r"reference_folds must be an integer >= 2"),
     ],
 )
 def test_bad_arguments_are_named(arguments, error, message):
