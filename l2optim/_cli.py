@@ -368,6 +368,7 @@ def _report(args: argparse.Namespace, curve: l2optim.CVCurve, setting: dict[str,
             "optimizer_steps": curve.optimizer_steps,
             "steps_per_run": curve.steps_per_run,
             "seconds": curve.seconds,
+            "train_scale": curve.train_scale,
         }
     return report
 
@@ -413,7 +414,8 @@ def _print_table(report: dict[str, Any]) -> None:
         rungs = ", ".join(f"{len(r['lambdas'])} λ × {r['epochs']}" for r in race["rungs"])
         print(
             f"race: rungs of {rungs} epochs; the scores above are after {race['epochs']} "
-            f"epochs (stop: {race['stop']})"
+            f"epochs (stop: {race['stop']}); each run trained at {race['train_scale']:.4g} λ, "
+            "so that λ is on 5-fold CV's scale"
         )
         print(
             f"cost: {race['run_equivalents']:.2f} training-run equivalents "

@@ -334,6 +334,8 @@ def test_fast_races_within_its_budget_with_the_librarys_numbers(table, capsys):
     means = [row["mean"] for row in report["evaluations"]]
     np.testing.assert_allclose(means, expected.cv_mean, rtol=1e-6)
     assert race["epochs"] == expected.final.epochs
+    assert report["folds"] == 2 and race["train_scale"] == pytest.approx(expected.train_scale)
+    assert expected.train_scale > 1  # two folds' runs trained at λ scaled to 5-fold CV's rows
     # The table says what ran and prints one cost line, in training runs.
     assert main(["select-lambda", str(table), *args]) == 0
     out = capsys.readouterr().out
