@@ -31,8 +31,8 @@ __all__ = [
     "fused_kernel_devices",
     "functional_rmsprop",
     "functional_sgd",
-    "grad_mode_step",
     "gradscaler_handoff",
+    "hooked_step",
     "set_step_unscales",
     "step_body",
     "step_unscales",
@@ -104,7 +104,7 @@ def step_body(optimizer_class: type[torch.optim.Optimizer]) -> Callable[..., Any
     torch replaces a class's ``step`` by a wrapper (marked ``hooked``) that runs the
     registered step hooks, the first time the class is instantiated, and its own classes
     wrap the update in the grad-mode wrapper described above. A subclass whose step runs
-    the hooks and sets the grad mode itself (see :func:`grad_mode_step`) calls the base
+    the hooks and sets the grad mode itself (see :func:`hooked_step`) calls the base
     update through this, so neither happens twice and ``torch.compile`` sees one plain
     function. Resolved once per class: the function under the wrappers never changes.
     """
@@ -116,27 +116,84 @@ def step_body(optimizer_class: type[torch.optim.Optimizer]) -> Callable[..., Any
     return step
 
 
-def grad_mode_step(step: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``step`` as torch.optim runs its own (see above).
+def hooked_step(step: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``step`` as torch.optim runs its own, and mark it so that torch does not wrap it.
+
+    torch wraps a class's step (see :func:`step_body`) to open a profiler range named
+    ``Optimizer.step#<class>.step``, run the step pre-hooks (global, then the optimizer's;
+    one may return new ``(args, kwargs)``), set the grad mode and break the graph on either
+    side of the update under torch.compile, then note the step for the profiler's Python
+    tracer and run the post-hooks. This does the same, in the same order, with one
+    difference: outside torch.compile the profiler range is opened only while torch's
+    profiler runs (torch's own compiled code checks the same way), because opening one
+    costs tens of microseconds per step on a CPU, more than a small model's whole update.
 
     Unlike torch's wrapper, an optimizer without a ``differentiable`` default (one
-    written outside torch) counts as not differentiable.
+    written outside torch) counts as not differentiable. A subclass that overrides the
+    step gets torch's wrapper around its own; this one then runs only the update, so
+    hooks do not run twice.
     """
 
     @functools.wraps(step)
     def run(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
-        import torch._dynamo  # here, as torch does: importing it costs seconds
+        if type(self).step is not run:
+            return _grad_mode_update(step, self, args, kwargs)
+        if torch.compiler.is_compiling() or torch.autograd._profiler_enabled():
+            name = f"Optimizer.step#{type(self).__name__}.step"
+            with torch.autograd.profiler.record_function(name):
+                return _hooked_update(step, self, args, kwargs)
+        return _hooked_update(step, self, args, kwargs)
 
-        previous = torch.is_grad_enabled()
-        try:
-            torch.set_grad_enabled(bool(self.defaults.get("differentiable", False)))
-            torch._dynamo.graph_break()
-            return step(self, *args, **kwargs)
-        finally:
-            torch._dynamo.graph_break()
-            torch.set_grad_enabled(previous)
-
+    run.hooked = True  # type: ignore[attr-defined]
     return run
+
+
+def _hooked_update(
+    step: Callable[..., Any],
+    self: torch.optim.Optimizer,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """The step with its hooks around it, as torch's ``Optimizer.profile_hook_step`` runs it."""
+    for pre_hook in (
+        *_optimizer._global_optimizer_pre_hooks.values(),
+        *self._optimizer_step_pre_hooks.values(),
+    ):
+        result = pre_hook(self, (self, *args), kwargs)
+        if result is not None:
+            if isinstance(result, tuple) and len(result) == 2:
+                (_, *args), kwargs = result
+            else:
+                raise RuntimeError(
+                    f"{step} must return None or a tuple of (new_args, new_kwargs), "
+                    f"but got {result}."
+                )
+    out = _grad_mode_update(step, self, args, kwargs)
+    self._optimizer_step_code()
+    for post_hook in (
+        *self._optimizer_step_post_hooks.values(),
+        *_optimizer._global_optimizer_post_hooks.values(),
+    ):
+        post_hook(self, (self, *args), kwargs)
+    return out
+
+
+def _grad_mode_update(
+    step: Callable[..., Any],
+    self: torch.optim.Optimizer,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    import torch._dynamo  # here, as torch does: importing it costs seconds
+
+    previous = torch.is_grad_enabled()
+    try:
+        torch.set_grad_enabled(bool(self.defaults.get("differentiable", False)))
+        torch._dynamo.graph_break()
+        return step(self, *args, **kwargs)
+    finally:
+        torch._dynamo.graph_break()
+        torch.set_grad_enabled(previous)
 
 
 # -- dask --------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ class WeightDecayMixin:
 
     # -- the step -----------------------------------------------------------------
 
-    @_compat.grad_mode_step
+    @_compat.hooked_step
     def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
         """Perform a single optimization step.
 

@@ -11,6 +11,7 @@ import inspect
 import pytest
 import torch
 from torch import nn
+from torch.optim import optimizer as _optimizer
 
 from l2optim import _compat
 
@@ -110,22 +111,138 @@ def test_step_body_runs_no_hooks() -> None:
     assert calls == [] and torch.equal(p.detach(), torch.full((2,), 0.9))
 
 
-def test_grad_mode_step_turns_grad_off_unless_differentiable() -> None:
-    modes = []
+def _update(self, closure=None):
+    """A plain update, with a record of the grad mode it ran in."""
+    self.modes.append(torch.is_grad_enabled())
+    with torch.no_grad():
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.sub_(p.grad, alpha=0.1)
+    return None if closure is None else closure()
 
-    @_compat.grad_mode_step
-    def step(self):
-        modes.append(torch.is_grad_enabled())
 
-    class Plain:
-        defaults: dict = {}
+class _Base(torch.optim.Optimizer):
+    def __init__(self, params, **defaults):
+        super().__init__(params, defaults)
+        self.modes = []
 
-    class Differentiable:
-        defaults = {"differentiable": True}
 
-    step(Plain())
-    step(Differentiable())
-    assert modes == [False, True] and torch.is_grad_enabled()
+class _TorchWrapped(_Base):
+    """The update wrapped as torch wraps its own optimizers' steps."""
+
+    step = _optimizer._use_grad_for_differentiable(_update)
+
+
+class _OurWrapped(_Base):
+    step = _compat.hooked_step(_update)
+
+
+class _Overriding(_OurWrapped):
+    """A user's subclass whose own step calls ours."""
+
+    def step(self, closure=None):
+        return super().step(closure)
+
+
+def test_hooked_step_is_not_wrapped_by_torch() -> None:
+    _OurWrapped([nn.Parameter(torch.ones(1))])
+    assert _OurWrapped.step.hooked and _OurWrapped.step.__wrapped__ is _update
+    _TorchWrapped([nn.Parameter(torch.ones(1))])  # torch wraps on first use
+    assert _TorchWrapped.step.__wrapped__ is not _update
+
+
+def _steps_with_hooks(cls: type, **defaults) -> tuple[list, torch.optim.Optimizer]:
+    """Three steps of ``cls`` under every kind of step hook; what each hook saw, in order."""
+    p = nn.Parameter(torch.ones(2))
+    optimizer = cls([p], **defaults)
+    calls = []
+
+    def hook(name):
+        def record(opt, args, kwargs):
+            calls.append(
+                (name, opt is optimizer, len(args), args[0] is optimizer, sorted(kwargs),
+                 torch.is_grad_enabled(), p[0].item())
+            )
+
+        return record
+
+    def swap_closure(opt, args, kwargs):
+        if kwargs.get("closure") is not None:
+            return args, {"closure": lambda: "from the hook"}
+        return None
+
+    handles = [
+        _optimizer.register_optimizer_step_pre_hook(hook("global pre")),
+        _optimizer.register_optimizer_step_post_hook(hook("global post")),
+        optimizer.register_step_pre_hook(hook("pre")),
+        optimizer.register_step_pre_hook(swap_closure),
+        optimizer.register_step_post_hook(hook("post")),
+    ]
+    optimizer._optimizer_step_code = lambda: calls.append("step code")
+    try:
+        p.grad = torch.ones(2)
+        calls.append(optimizer.step())
+        calls.append(optimizer.step(lambda: "positional"))
+        calls.append(optimizer.step(closure=lambda: "keyword"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls, optimizer
+
+
+@pytest.mark.parametrize("differentiable", [False, True])
+def test_hooked_step_runs_hooks_and_grad_mode_as_torch(differentiable: bool) -> None:
+    ours, optimizer = _steps_with_hooks(_OurWrapped, differentiable=differentiable)
+    theirs, _ = _steps_with_hooks(_TorchWrapped, differentiable=differentiable)
+    assert ours == theirs
+    assert "from the hook" in ours and ours.count("step code") == 3
+    assert optimizer.modes == [differentiable] * 3 and torch.is_grad_enabled()
+
+
+def test_hooked_step_counts_an_optimizer_without_differentiable_as_not() -> None:
+    _, optimizer = _steps_with_hooks(_OurWrapped)
+    assert optimizer.modes == [False] * 3
+
+
+@pytest.mark.parametrize("cls", [_OurWrapped, _TorchWrapped])
+def test_a_pre_hook_returning_anything_else_is_refused_as_by_torch(cls: type) -> None:
+    p = nn.Parameter(torch.ones(2))
+    optimizer = cls([p], differentiable=False)
+    optimizer.register_step_pre_hook(lambda *args: "not a pair")
+    p.grad = torch.ones(2)
+    with pytest.raises(RuntimeError, match=r"must return None or a tuple of \(new_args, new_kw"):
+        optimizer.step()
+    assert torch.equal(p.detach(), torch.ones(2))
+
+
+def test_a_subclass_that_overrides_the_step_runs_the_hooks_once() -> None:
+    calls, optimizer = _steps_with_hooks(_Overriding, differentiable=False)
+    assert [c[0] for c in calls if isinstance(c, tuple)].count("pre") == 3
+    assert calls.count("step code") == 3 and len(optimizer.modes) == 3
+
+
+def _profiled_steps(cls: type, profile) -> list[tuple[str, bool]]:
+    p = nn.Parameter(torch.ones(2))
+    optimizer = cls([p], differentiable=False)
+    p.grad = torch.ones(2)
+    optimizer.step()  # not profiled
+    with profile() as prof:
+        optimizer.step()
+    events = prof.events() if hasattr(prof, "events") else prof.function_events
+    return [
+        (e.name.replace(cls.__name__, "<class>"), e.is_user_annotation)
+        for e in events
+        if e.name.startswith("Optimizer.step")
+    ]
+
+
+@pytest.mark.parametrize(
+    "profile", [torch.profiler.profile, torch.autograd.profiler.profile], ids=["kineto", "legacy"]
+)
+def test_the_profiler_sees_the_step_as_torchs(profile) -> None:
+    ours = _profiled_steps(_OurWrapped, profile)
+    assert ours == _profiled_steps(_TorchWrapped, profile)
+    assert ours == [("Optimizer.step#<class>.step", True)]
 
 
 def test_dask_client_of_finds_the_client_behind_its_executor() -> None:
