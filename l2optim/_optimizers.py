@@ -88,14 +88,13 @@ class SGD(WeightDecayMixin, torch.optim.SGD):
         # p.grad in place (when no coupled decay made a copy first); the loop does not.
         return not group["nesterov"]
 
-    def _skips_for_overflow(self, plans):
+    def _skips_for_overflow(self, plans, found_inf):
         # torch's fused SGD kernel creates the momentum buffers (uninitialised) before it
         # looks at found_inf: a first step that GradScaler marks as overflowed would leave
         # garbage buffers that the next step takes for real ones. So, only on a step that
         # creates buffers, the flag is read on the host and the step skipped here. (Our
         # own updates read the flag themselves.)
-        _, found_inf = _compat.gradscaler_handoff(self)
-        if found_inf is None or not any(
+        if not any(
             not plan.own_update
             and {**group, **plan.base_view}.get("fused")
             and group["momentum"] != 0
@@ -262,10 +261,10 @@ class Adam(WeightDecayMixin, torch.optim.Adam):
             decoupled_weight_decay=decoupled_weight_decay,
         )
 
-    def _prefers_fused_kernel(self, group):
+    def _prefers_fused_kernel(self, group, tensors):
         # State made by torch's unfused default keeps its step counts on the CPU, where
         # the fused kernel cannot read them: such a group stays on the unfused path.
-        return super()._prefers_fused_kernel(group) and all(
+        return super()._prefers_fused_kernel(group, tensors) and all(
             self.state.get(p, {}).get("step", p).device == p.device for p in group["params"]
         )
 

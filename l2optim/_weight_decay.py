@@ -13,7 +13,9 @@ decides, for each param group and each step, where the decay sits:
 
 It also chooses what runs the base update when the user chose nothing
 (:mod:`l2optim._implementation`), and runs a whole update itself where ``fused=True`` asks
-for a one-pass step torch does not have.
+for a one-pass step torch does not have. A group's plan is kept for the next step while
+nothing it was made from changes (:mod:`l2optim._group_memo`): on a small model the
+planning would otherwise cost a tenth of the step.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor
 
 from l2optim import _compat, _decay, _fused
+from l2optim._group_memo import GroupMemo, same_objects
 from l2optim._implementation import GroupTensors, fused_kernel_supports, triton_kernel_runs
 
 __all__ = ["WEIGHT_DECAY_ARGS", "WeightDecayMixin", "document_weight_decay", "lr_scaled"]
@@ -41,9 +44,9 @@ def _as_float(x: Any) -> float | None:
     return float(x)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _GroupStep:
-    """What one step does in one param group."""
+    """What one step does in one param group (kept for later steps: see ``_plan_step``)."""
 
     # Group entries the base update sees in place of the stored ones, this step only.
     base_view: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +56,44 @@ class _GroupStep:
     factor: float | Tensor | None = None
     # The whole update runs here, in one pass (compiled, or a kernel), not in the base.
     own_update: bool = False
+    # The decay applied here runs on foreach kernels (see ``_use_foreach``).
+    decay_foreach: bool = True
+    # The plan depends on the value of the group's lr, not only on its being a number.
+    reads_lr: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _StepPlan:
+    """Every group's plan for a step, and the groups that have work in each part of it."""
+
+    plans: tuple[_GroupStep, ...]
+    # Indices of the groups whose base update sees g + λ·p (coupled decay applied here),
+    coupled: tuple[int, ...]
+    # that are decayed here before the base update,
+    decoupled: tuple[int, ...]
+    # and whose whole update runs here.
+    own: tuple[int, ...]
+    # (group, entries the base update sees, the group's own entries to put back after).
+    # The entries to put back are those the group held when the plans were made: the
+    # plans are used only while it holds the same objects (see ``_plan_step``).
+    views: tuple[tuple[dict[str, Any], dict[str, Any], dict[str, Any]], ...]
+
+    @classmethod
+    def of(cls, plans: list[_GroupStep], groups: list[dict[str, Any]]) -> _StepPlan:
+        def where(has: Callable[[_GroupStep], Any]) -> tuple[int, ...]:
+            return tuple(i for i, plan in enumerate(plans) if has(plan))
+
+        return cls(
+            plans=tuple(plans),
+            coupled=where(lambda plan: plan.coupled is not None),
+            decoupled=where(lambda plan: plan.factor is not None and not plan.own_update),
+            own=where(lambda plan: plan.own_update),
+            views=tuple(
+                (group, plan.base_view, {key: group[key] for key in plan.base_view})
+                for group, plan in zip(groups, plans, strict=True)
+                if plan.base_view
+            ),
+        )
 
 
 class WeightDecayMixin:
@@ -139,24 +180,60 @@ class WeightDecayMixin:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        groups = self.param_groups
         # Every group is checked before any parameter changes.
-        plans = [self._plan_group(i, group) for i, group in enumerate(self.param_groups)]
-        if self._skips_for_overflow(plans):
+        step = self._plan_step(groups)
+        grad_scale, found_inf = _compat.gradscaler_handoff(self)
+        if found_inf is not None and self._skips_for_overflow(step.plans, found_inf):
             return loss
-        swapped = self._show_coupled_decay(plans)
-        saved = _show_base_view(self.param_groups, plans)
+        # Each part runs only where a group has work for it: on a small model every
+        # Python call counts.
+        swapped = self._show_coupled_decay(step, grad_scale) if step.coupled else ()
         try:
-            self._apply_decoupled_decay(plans)
+            for group, view, _ in step.views:
+                group.update(view)
+            if step.decoupled:
+                self._apply_decoupled_decay(step, found_inf)
             self._base_update()
         finally:
-            for group, original in zip(self.param_groups, saved, strict=True):
-                group.update(original)
+            for group, _, stored in step.views:
+                group.update(stored)
             for p, grad in swapped:
                 p.grad = grad
-        for group, plan in zip(self.param_groups, plans, strict=True):
-            if plan.own_update:
-                self._own_update(group, plan.factor)
+        for i in step.own:
+            self._own_update(groups[i], step.plans[i].factor)
         return loss
+
+    def _plan_step(self, groups: list[dict[str, Any]]) -> _StepPlan:
+        """Each group's plan: the one an earlier step made, where nothing it was made from
+        has changed (:mod:`l2optim._group_memo`), else a new one."""
+        if torch.compiler.is_compiling():
+            # Traced once into the graph; a memo would only add guards.
+            plans = [self._plan_group(i, group) for i, group in enumerate(groups)]
+            return _StepPlan.of(plans, groups)
+        memos: list[GroupMemo | None] = self.__dict__.setdefault("_plan_memos", [])
+        del memos[len(groups) :]
+        plans = []
+        for i, group in enumerate(groups):
+            memo = memos[i] if i < len(memos) else None
+            if memo is not None and memo.fits(group, self.state):
+                plans.append(memo.value)
+                continue
+            plan = self._plan_group(i, group)
+            # fused=True may run l2optim's kernels, switched by the environment: not kept.
+            memo = None
+            if not group.get("fused"):
+                reads_lr = plan.reads_lr or "lr" in plan.base_view
+                memo = GroupMemo.of(group, self.state, plan, None if reads_lr else "lr")
+            if i < len(memos):
+                memos[i] = memo
+            else:
+                memos.append(memo)
+            plans.append(plan)
+        last = self.__dict__.get("_step_plan")
+        if last is None or not same_objects(plans, last.plans):
+            last = self.__dict__["_step_plan"] = _StepPlan.of(plans, groups)
+        return last
 
     def _plan_group(self, index: int, group: dict[str, Any]) -> _GroupStep:
         weight_decay = group["weight_decay"]
@@ -168,22 +245,28 @@ class WeightDecayMixin:
             factor = _decay.decoupled_factor(scale, weight_decay)
             _check_factor(index, group, factor, scale)
         if self._needs_own_update(group, decoupled):
-            return _GroupStep(base_view={"params": []}, factor=factor, own_update=True)
+            return _GroupStep(
+                base_view={"params": []}, factor=factor, own_update=True, reads_lr=decoupled
+            )
         implementation = self._default_implementation(group)
         if not decays:
-            return _GroupStep(base_view=implementation)
+            return _GroupStep(base_view=implementation, reads_lr=False)
         if not decoupled:
             if self._base_decay_is_coupled:
-                return _GroupStep(base_view=implementation)
+                return _GroupStep(base_view=implementation, reads_lr=False)
             return _GroupStep(
                 base_view={**implementation, **self._without_base_decay(group)},
                 coupled=weight_decay,
+                decay_foreach=self._use_foreach(group),
+                reads_lr=False,
             )
         in_base = self._decoupled_in_base(group, weight_decay, scale)
         if in_base is not None:
             return _GroupStep(base_view={**implementation, **in_base})
         return _GroupStep(
-            base_view={**implementation, **self._without_base_decay(group)}, factor=factor
+            base_view={**implementation, **self._without_base_decay(group)},
+            factor=factor,
+            decay_foreach=self._use_foreach(group),
         )
 
     def _default_implementation(self, group: dict[str, Any]) -> dict[str, Any]:
@@ -199,9 +282,10 @@ class WeightDecayMixin:
             or group.get("differentiable")
         ):
             return {}
-        if self._base_has_fused_kernel and self._prefers_fused_kernel(group):
+        tensors = self._group_tensors(group)
+        if self._base_has_fused_kernel and self._prefers_fused_kernel(group, tensors):
             return {"fused": True}
-        if self._foreach_matches_loop(group) and self._group_tensors(group).foreach_by_default:
+        if tensors.foreach_by_default and self._foreach_matches_loop(group):
             return {"foreach": True}
         return {}
 
@@ -211,11 +295,11 @@ class WeightDecayMixin:
         may then use it."""
         return False
 
-    def _prefers_fused_kernel(self, group: dict[str, Any]) -> bool:
-        return self._group_tensors(group).fused_by_default
+    def _prefers_fused_kernel(self, group: dict[str, Any], tensors: GroupTensors) -> bool:
+        return tensors.fused_by_default
 
     def _group_tensors(self, group: dict[str, Any]) -> GroupTensors:
-        """What the group's tensors allow, cached while its list of parameters is the same.
+        """What the group's tensors allow, cached while its list holds the same tensors.
 
         The cache is not part of the optimizer's state: a copy works it out again, and
         gets the same answer from the same parameters.
@@ -225,11 +309,15 @@ class WeightDecayMixin:
             return GroupTensors.of(params)  # traced once; a cache would only add guards
         cache = self.__dict__.setdefault("_group_tensors_cache", {})
         hit = cache.get(id(params))
-        if hit is None or hit[0] is not params or hit[1] != len(params):
-            hit = cache[id(params)] = (params, len(params), GroupTensors.of(params))
-        return hit[2]
+        if hit is None or not same_objects(params, hit[0]):
+            # Only the lists the groups hold now are kept: the cache holds their tensors.
+            live = {id(g["params"]) for g in self.param_groups}
+            for key in [key for key in cache if key not in live]:
+                del cache[key]
+            hit = cache[id(params)] = (tuple(params), GroupTensors.of(params))
+        return hit[1]
 
-    def _skips_for_overflow(self, plans: list[_GroupStep]) -> bool:
+    def _skips_for_overflow(self, plans: list[_GroupStep], found_inf: Tensor) -> bool:
         """Whether the whole step is skipped here for GradScaler's overflow flag."""
         return False
 
@@ -320,23 +408,19 @@ class WeightDecayMixin:
     def _without_base_decay(self, group: dict[str, Any]) -> dict[str, Any]:
         return {"weight_decay": 0.0} if "weight_decay" in group else {}
 
-    def _apply_decoupled_decay(self, plans: list[_GroupStep]) -> None:
-        _, found_inf = _compat.gradscaler_handoff(self)
-        for group, plan in zip(self.param_groups, plans, strict=True):
-            if plan.factor is None or plan.own_update:
-                continue
-            params = _decay.with_grad(group["params"])
-            _decay.shrink(
-                params, plan.factor, found_inf=found_inf, foreach=self._use_foreach(group)
-            )
+    def _apply_decoupled_decay(self, step: _StepPlan, found_inf: Tensor | None) -> None:
+        for i in step.decoupled:
+            plan = step.plans[i]
+            params = _decay.with_grad(self.param_groups[i]["params"])
+            _decay.shrink(params, plan.factor, found_inf=found_inf, foreach=plan.decay_foreach)
 
-    def _show_coupled_decay(self, plans: list[_GroupStep]) -> list[tuple[Tensor, Tensor]]:
+    def _show_coupled_decay(
+        self, step: _StepPlan, grad_scale: Tensor | None
+    ) -> list[tuple[Tensor, Tensor]]:
         """Show the base update g + λ·p in place of g; returns what to put back after."""
-        grad_scale, _ = _compat.gradscaler_handoff(self)
         swapped: list[tuple[Tensor, Tensor]] = []
-        for group, plan in zip(self.param_groups, plans, strict=True):
-            if plan.coupled is None:
-                continue
+        for i in step.coupled:
+            group, plan = self.param_groups[i], step.plans[i]
             params = _decay.with_grad(group["params"])
             grads = [p.grad for p in params]
             with torch.no_grad():
@@ -346,23 +430,12 @@ class WeightDecayMixin:
                     plan.coupled,
                     maximize=group.get("maximize", False),
                     grad_scale=grad_scale,
-                    foreach=self._use_foreach(group),
+                    foreach=plan.decay_foreach,
                 )
             for p, g, new in zip(params, grads, decayed, strict=True):
                 swapped.append((p, g))
                 p.grad = new
         return swapped
-
-
-def _show_base_view(
-    groups: list[dict[str, Any]], plans: list[_GroupStep]
-) -> list[dict[str, Any]]:
-    """Put each plan's entries in its group; returns the stored entries to restore."""
-    saved = []
-    for group, plan in zip(groups, plans, strict=True):
-        saved.append({key: group[key] for key in plan.base_view})
-        group.update(plan.base_view)
-    return saved
 
 
 def _copy_lr(lr: Any) -> Any:
