@@ -5,7 +5,8 @@ Run:  python benchmarks/step_time.py [--device cpu|cuda] [--repeats 15] [--layou
                                     [--tables classes,kernels]
 
 For each mode (SGD with momentum, Adam, RMSprop; coupled and decoupled) it times, in one
-process with the candidates interleaved round by round, the median step of:
+process with the candidates interleaved round by round (in a new random order each round),
+the median step of:
 
 * l2optim with its default constructor, and with ``fused=True``;
 * torch.optim with its default constructor for the same maths, and with each implementation
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -362,8 +364,13 @@ def time_interleaved(
         sync(device)
         warmup[name] = time.perf_counter() - start
     samples: dict[str, list[float]] = {name: [] for name in steps}
+    # A new order every round: in a fixed one, the candidate after a CPU fused kernel's
+    # step (whose worker threads spin on after it) was always the same, l2optim's default,
+    # and on a busy machine it ran slower for that alone.
+    order = random.Random(0)
     for _ in range(repeats):
-        for name, step in steps.items():
+        for name in order.sample(list(steps), len(steps)):
+            step = steps[name]
             sync(device)
             start = time.perf_counter()
             step()
