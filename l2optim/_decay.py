@@ -135,6 +135,14 @@ def shrink(
     """
     if not params:
         return
+    if found_inf is None and not isinstance(factor, Tensor):
+        # A number multiplies each tensor in its own dtype, on its own device: one call.
+        if foreach:
+            _compat.foreach_mul_(params, factor)
+        else:
+            for p in params:
+                p.mul_(factor)
+        return
     if found_inf is not None:
         # factor where found_inf == 0, exactly 1 where it is 1.
         # reshape: a (1,)-shaped flag would make the factor a non-scalar for _foreach_mul_.

@@ -75,28 +75,35 @@ class GroupMemo:
 
     def fits(self, group: dict[str, Any], state: Any) -> bool:
         """Whether ``value`` still holds for ``group`` and the optimizer's ``state``."""
-        values = tuple(group.values())
-        if self._made_from(group, state, values, self.values):
-            return True
-        i = self.number_at
-        if i is None or type(values[i]) not in _NUMBERS:
-            return False
-        # Only the number-only entry may differ, and only to another number.
-        numbered = (*self.values[:i], values[i], *self.values[i + 1 :])
-        if self._made_from(group, state, values, numbered):
-            self.values = numbered  # the next step compares with this one's objects
-            return True
-        return False
-
-    def _made_from(self, group: dict[str, Any], state: Any, values: tuple, seen: tuple) -> bool:
-        # One expression of C-level loops: it runs for every group at every step.
+        # C-level loops only, and no copies: this runs for every group at every step.
         params = group["params"]
-        return (
+        if (
             self.group is group
             and self.state is state
-            and len(values) == len(seen)
+            and len(group) == len(self.keys)
             and len(params) == len(self.params)
-            and all(map(is_, values, seen))
+            and all(map(is_, group.values(), self.values))
             and all(map(is_, group, self.keys))
             and all(map(is_, params, self.params))
-        )
+        ):
+            return True
+        return self._fits_another_number(group, state)
+
+    def _fits_another_number(self, group: dict[str, Any], state: Any) -> bool:
+        """Whether only the number-only entry differs, and only by holding another number."""
+        i = self.number_at
+        if i is None or len(group) != len(self.keys):
+            return False
+        number = tuple(group.values())[i]
+        if type(number) not in _NUMBERS:
+            return False
+        seen = self.values
+        self.values = (*seen[:i], number, *seen[i + 1 :])
+        self.number_at = None  # compare once more with the new number, without this path
+        try:
+            fits = self.fits(group, state)
+        finally:
+            self.number_at = i
+        if not fits:
+            self.values = seen
+        return fits  # when it fits, the next step compares with this one's objects

@@ -41,6 +41,25 @@ def test_shrink_groups_mixed_dtypes(foreach: bool) -> None:
     assert all(torch.equal(p, torch.full_like(p, 0.5)) for p in params)
 
 
+@settings(max_examples=examples(50))
+@given(xs=values, factor=st.floats(0.0, 1.0), foreach=st.booleans())
+def test_shrink_by_a_number_keeps_each_dtype(xs: list[float], factor: float, foreach: bool):
+    """A number multiplies a list of mixed dtypes in one call, as it does each dtype's."""
+    dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+    params = [t for dtype in dtypes for t in _tensors(xs, dtype)]
+    expected = []
+    for dtype in dtypes:
+        alone = _tensors(xs, dtype)  # one dtype: torch's own call
+        if foreach:
+            torch._foreach_mul_(alone, factor)
+        else:
+            alone = [p * factor for p in alone]
+        expected += alone
+    _decay.shrink(params, factor, foreach=foreach)
+    for p, e in zip(params, expected, strict=True):
+        assert p.dtype == e.dtype and torch.equal(p, e)
+
+
 @pytest.mark.parametrize("shape", [(), (1,)], ids=str)
 @pytest.mark.parametrize("foreach", [False, True])
 @pytest.mark.parametrize("overflow, expected", [(1.0, 1.0), (0.0, 0.75)])
