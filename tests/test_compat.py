@@ -7,6 +7,7 @@ name of what moved, rather than somewhere deep in an optimizer step.
 from __future__ import annotations
 
 import inspect
+import json
 
 import pytest
 import torch
@@ -243,6 +244,30 @@ def test_the_profiler_sees_the_step_as_torchs(profile) -> None:
     ours = _profiled_steps(_OurWrapped, profile)
     assert ours == _profiled_steps(_TorchWrapped, profile)
     assert ours == [("Optimizer.step#<class>.step", True)]
+
+
+def _traced_step_names(cls: type, path) -> list[str]:
+    """The names an execution trace (without the profiler) records for one step."""
+    p = nn.Parameter(torch.ones(2))
+    optimizer = cls([p], differentiable=False)
+    p.grad = torch.ones(2)
+    observer = torch.profiler.ExecutionTraceObserver().register_callback(str(path))
+    try:
+        observer.start()
+        optimizer.step()
+        observer.stop()
+    finally:
+        observer.unregister_callback()
+    return [n["name"] for n in json.loads(path.read_text())["nodes"]]
+
+
+def test_an_execution_trace_without_the_profiler_misses_the_range(tmp_path) -> None:
+    """What the migrating page says: the range opens only while torch's profiler runs."""
+    theirs = _traced_step_names(_TorchWrapped, tmp_path / "torch.json")
+    ours = _traced_step_names(_OurWrapped, tmp_path / "ours.json")
+    assert "Optimizer.step#_TorchWrapped.step" in theirs
+    assert not [name for name in ours if name.startswith("Optimizer.step")]
+    assert "aten::sub_" in ours  # the update's own operations are recorded
 
 
 def test_dask_client_of_finds_the_client_behind_its_executor() -> None:

@@ -16,6 +16,7 @@ import inspect
 
 import pytest
 import torch
+from _counting import count_calls
 from torch import nn
 
 import l2optim
@@ -279,21 +280,9 @@ def test_the_scaling_and_reference_lr_set_between_steps() -> None:
                          5: lambda g: g.update(weight_decay_scaling="lr")})
 
 
-def _count(monkeypatch, name: str) -> list[int]:
-    calls = [0]
-    original = getattr(SGD_MODULE, name)
-
-    def counted(*args, **kwargs):
-        calls[0] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(SGD_MODULE, name, counted)
-    return calls
-
-
 def test_an_implementation_chosen_after_construction(monkeypatch) -> None:
     """The default runs small CPU tensors on foreach kernels; the user's choice wins."""
-    multi, single, fused = (_count(monkeypatch, f"_{kind}_sgd")
+    multi, single, fused = (count_calls(monkeypatch, SGD_MODULE, f"_{kind}_sgd")
                             for kind in ("multi_tensor", "single_tensor", "fused"))
     changes = {2: lambda g: g.update(foreach=False), 4: lambda g: g.update(foreach=None,
                                                                            fused=True)}

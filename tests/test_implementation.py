@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from _counting import count_calls
 from torch import nn
 from torch._dynamo.utils import counters
 
@@ -52,27 +53,14 @@ def _steps(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], steps: 
         optimizer.step()
 
 
-def _counting(monkeypatch, module, name: str) -> list[int]:
-    """Count the calls of torch's functional ``module.name`` (the kernel that ran)."""
-    calls = [0]
-    original = getattr(module, name)
-
-    def counted(*args, **kwargs):
-        calls[0] += 1
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, counted)
-    return calls
-
-
 ALL_CLASSES = [l2optim.SGD, l2optim.SGDW, l2optim.Adam, l2optim.AdamW, l2optim.RMSprop,
                l2optim.RMSpropW]
 
 
 def _count_fused(monkeypatch, torch_cls: type) -> list[int]:
     if issubclass(torch_cls, torch.optim.SGD):
-        return _counting(monkeypatch, SGD_MODULE, "_fused_sgd")
-    return _counting(monkeypatch, ADAM_MODULE, "_fused_adam")
+        return count_calls(monkeypatch, SGD_MODULE, "_fused_sgd")
+    return count_calls(monkeypatch, ADAM_MODULE, "_fused_adam")
 
 
 @pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
@@ -151,7 +139,7 @@ def test_small_cpu_tensors_take_the_foreach_update_with_torchs_numbers(
     cls, sizes, dtype, foreach, monkeypatch
 ) -> None:
     module, name, torch_cls, kwargs = MULTI_TENSOR[cls]
-    calls = _counting(monkeypatch, module, name)
+    calls = count_calls(monkeypatch, module, name)
     ours = [nn.Parameter(p.detach().to(dtype)) for p in _params(sizes)]
     theirs = [nn.Parameter(p.detach().to(dtype)) for p in _params(sizes)]
     ours_opt = cls(ours, lr=0.01, weight_decay=0.1, **kwargs)
@@ -171,7 +159,7 @@ def test_small_cpu_tensors_take_the_foreach_update_with_torchs_numbers(
 
 def test_adam_with_a_tensor_lr_keeps_torchs_loop(monkeypatch) -> None:
     """torch's foreach Adam refuses a tensor lr unless capturable: the default must not pick it."""
-    calls = _counting(monkeypatch, ADAM_MODULE, "_multi_tensor_adam")
+    calls = count_calls(monkeypatch, ADAM_MODULE, "_multi_tensor_adam")
     params = _params([3, 5])
     optimizer = l2optim.AdamW(params, lr=torch.tensor(0.01), weight_decay=0.1)
     _steps(optimizer, params, 2)
