@@ -24,7 +24,9 @@ then trained on all the training rows at that λ and scored on the test rows. Me
   exact search (grid of 7, then Brent); with ``--stacked-reference`` the 5 folds of each λ
   train as one stack (the same numbers to float rounding, a fraction of the wall time);
 * ``race``: ``select_lambda_fast`` at each budget in ``--budgets`` (training runs), on
-  its default 2 folds; with ``--race-folds 5``, also on 5 folds of its own (``race B/5f``);
+  its default 2 folds, at its ``lambda_chosen``; ``race B min`` is the same race at its
+  best-scored λ (``lambda_min``); with ``--race-folds 5``, also on 5 folds of its own
+  (``race B/5f``);
 * ``grid``: a fixed log grid scored on one fold (hold-out), as many λ as the budget buys
   (trained as one stack: no λ waits for another's score);
 * ``TPE``: Optuna's TPE sampler on ln λ over the same hold-out fold, as many trials as
@@ -191,15 +193,16 @@ def full_cv(trainer, problem, splits, seed, stacked=False):
     return search.lambda_min, len(search.evaluations) * fold_steps / run_steps(trainer)
 
 
-def race(trainer, problem, splits, seed, budget, folds=None):
+def race(trainer, problem, splits, seed, budget, folds=None, pick="lambda_chosen"):
     # With ``folds``, the race runs on a k-fold split of its own with that many folds.
+    # ``pick`` names the λ of the result that the final model trains at.
     options = {} if folds is None else {"folds": folds}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", l2optim.LambdaAtEdgeWarning)
         found = l2optim.select_lambda_fast(
             trainer, problem.bounds, budget=budget, random_state=seed, **options
         )
-    return found.lambda_min, found.run_equivalents
+    return getattr(found, pick), found.run_equivalents
 
 
 def holdout_trials(trainer, budget, splits) -> int:
@@ -255,15 +258,21 @@ def run(
     budgets: list[float],
     stacked: bool,
     race_folds: list[int],
+    families: set[str],
 ) -> None:
     methods: dict[str, Callable] = {"full CV": functools.partial(full_cv, stacked=stacked)}
     for budget in budgets:
         methods[f"race {budget:g}"] = functools.partial(race, budget=budget)
+        methods[f"race {budget:g} min"] = functools.partial(race, budget=budget, pick="lambda_min")
         for folds in race_folds:
             methods[f"race {budget:g}/{folds}f"] = functools.partial(race, budget=budget, folds=folds)
     for budget in budgets:
         methods[f"grid {budget:g}"] = functools.partial(grid, budget=budget)
         methods[f"TPE {budget:g}"] = functools.partial(tpe, budget=budget)
+    methods = {
+        name: method for name, method in methods.items()
+        if name == "full CV" or name.split()[0] in families
+    }
     results = {name: {"loss": [], "cost": [], "seconds": []} for name in [*methods, "oracle"]}
     print(f"\n{problem.name}: bounds {problem.bounds}, {FOLDS}-fold CV, splits {splits_run}")
     for done, split in enumerate(splits_run, 1):
@@ -332,7 +341,15 @@ def main() -> None:
         help="comma-separated fold counts: also race at each budget on a split with that many "
         "folds ('race B/5f')",
     )
+    parser.add_argument(
+        "--methods",
+        default="race,grid,TPE",
+        help="comma-separated methods to set against full CV (always run): race, grid, TPE",
+    )
     args = parser.parse_args()
+    families = set(args.methods.split(","))
+    if not families <= {"race", "grid", "TPE"}:
+        parser.error(f"--methods takes race, grid and TPE, got {args.methods!r}")
     torch.set_num_threads(1)
     budgets = [float(b) for b in args.budgets.split(",")]
     print(
@@ -342,7 +359,7 @@ def main() -> None:
     for name in args.problems.split(","):
         race_folds = [int(f) for f in args.race_folds.split(",") if f]
         splits_run = range(args.first_split, args.first_split + args.splits)
-        run(PROBLEMS[name], splits_run, budgets, args.stacked_reference, race_folds)
+        run(PROBLEMS[name], splits_run, budgets, args.stacked_reference, race_folds, families)
 
 
 if __name__ == "__main__":

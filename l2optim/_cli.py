@@ -221,8 +221,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--rule",
         choices=["min", "1se"],
         default="min",
-        help="min: λ of the lowest mean score; 1se: the largest λ within one "
-        "standard error of it (default: %(default)s)",
+        help="min: λ of the lowest mean score (with --fast, the race's choice near it: "
+        "lambda_chosen); 1se: the largest λ within one standard error of it "
+        "(default: %(default)s)",
     )
     output = select.add_argument_group("output")
     output.add_argument(
@@ -338,7 +339,12 @@ def _finite_or_none(value: float | None) -> float | None:
 
 def _report(args: argparse.Namespace, curve: l2optim.CVCurve, setting: dict[str, Any]) -> dict:
     """Everything the command found, as plain JSON-ready values (non-finite → null)."""
-    chosen = curve.lambda_1se if args.rule == "1se" and curve.lambda_1se else curve.lambda_min
+    if args.rule == "1se" and curve.lambda_1se:
+        chosen = curve.lambda_1se
+    elif isinstance(curve, l2optim.LambdaRace):
+        chosen = curve.lambda_chosen
+    else:
+        chosen = curve.lambda_min
     evaluations = {e.lam: e for e in getattr(curve, "evaluations", ())}
     rows = []
     for lam, mean, se in zip(curve.lambdas.tolist(), curve.cv_mean, curve.cv_se, strict=True):
@@ -369,6 +375,7 @@ def _report(args: argparse.Namespace, curve: l2optim.CVCurve, setting: dict[str,
             "steps_per_run": curve.steps_per_run,
             "seconds": curve.seconds,
             "train_scale": curve.train_scale,
+            "lambda_chosen": curve.lambda_chosen,
         }
     return report
 
@@ -422,7 +429,10 @@ def _print_table(report: dict[str, Any]) -> None:
             f"({race['optimizer_steps']} optimizer steps, {race['steps_per_run']} per run), "
             f"{race['seconds']:.1f} s"
         )
-    print(f"chosen lambda ({report['rule']}): {report['lambda']:.6g}")
+    how = report["rule"]
+    if race is not None and how == "min":
+        how = "min: the race's lambda_chosen"
+    print(f"chosen lambda ({how}): {report['lambda']:.6g}")
 
 
 def _save_plot(curve: l2optim.CVCurve, path: str, target: str) -> None:

@@ -38,8 +38,12 @@ class LambdaRace(CVCurve):
     rung's, refinements included: every λ on it trained the same epochs on every fold.
     ``lambda_min`` is its λ of lowest mean; ``at_edge`` says when that is an end of
     ``bounds`` (a λ at an end of the last rung alone is the race's to move past).
+    ``lambda_chosen`` is the race's choice, the λ to train the final model at.
 
     Attributes:
+        lambda_chosen: ``lambda_min`` moved halfway (in ln λ) to the vertex of the
+            parabola through it and its neighbours on the curve, where they bracket a
+            minimum; else ``lambda_min`` (see :func:`select_lambda_fast`, "The choice").
         evaluations: the last rung as :class:`l2optim.Evaluation` records (λ, per-fold
             scores, mean, standard error); ``cost`` is the optimizer steps that λ took on
             all folds, ``seconds`` is NaN (the runs trained together).
@@ -59,6 +63,7 @@ class LambdaRace(CVCurve):
     """
 
     evaluations: tuple[Evaluation, ...]
+    lambda_chosen: float
     rungs: tuple[Rung, ...]
     final: Rung
     stop: str
@@ -97,6 +102,8 @@ class LambdaRace(CVCurve):
             shade = 0.35 + 0.45 * position / max(len(self.rungs) - 1, 1)
             ax.plot(rung.lambdas, rung.means, "o-", ms=3, color=str(1 - shade),
                     label=f"after {rung.epochs} epochs")
+        ax.axvline(self.lambda_chosen, color="C2", ls=":",
+                   label=f"λ chosen = {self.lambda_chosen:.3g}")
         ax.set_title(f"race: {self.run_equivalents:.2f} training runs")
         ax.legend()
         return ax
@@ -162,7 +169,11 @@ def select_lambda_fast(
        until the bracket's means all lie within ``tolerance`` standard errors of the
        best: then no λ between them can be told apart by this cross-validation.
     5. **The choice.** ``lambda_min`` is the λ of the lowest mean score among those
-       trained to ``e_L``.
+       trained to ``e_L``; ``lambda_chosen``, the λ to train the final model at, moves
+       it halfway (in ln λ) to the vertex of the parabola through it and its
+       neighbours, where they bracket a minimum: a small budget leaves a coarse grid,
+       whose best point can be half a step from the minimum, and the vertex alone
+       leans towards the flatter side of the curve (below the minimum).
 
     All runs of a rung train together as one stacked model
     (:class:`torch.func.vmap`), which shares the per-step overhead of small models; the
@@ -207,7 +218,8 @@ def select_lambda_fast(
 
     Returns:
         A :class:`l2optim.LambdaRace`: a :class:`l2optim.CVCurve` (``lambda_min``,
-        ``lambda_1se``, ``at_edge``, ``plot()``) with the rungs and the cost.
+        ``lambda_1se``, ``at_edge``, ``plot()``) with ``lambda_chosen``, the rungs and
+        the cost.
 
     Warns:
         LambdaAtEdgeWarning: ``lambda_min`` is an end of ``bounds``.
@@ -223,7 +235,7 @@ def select_lambda_fast(
         >>> trainer = l2optim.FoldTrainer(make_model, X, y, optimizer=l2optim.AdamW,
         ...                               optimizer_kwargs={"lr": 1e-2}, epochs=50)
         >>> race = l2optim.select_lambda_fast(trainer, bounds=(1e-4, 10.0), budget=5)
-        >>> race.lambda_min, race.run_equivalents
+        >>> race.lambda_chosen, race.run_equivalents
     """
     if isinstance(trainer, KFoldObjective):
         splits = trainer.splits
@@ -297,6 +309,7 @@ def select_lambda_fast(
         lambda_min=record.lambda_min,
         bounds=(lo, hi),
         evaluations=evaluations,
+        lambda_chosen=record.lambda_chosen,
         rungs=record.rungs,
         final=final,
         stop=record.stop,

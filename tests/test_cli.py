@@ -330,6 +330,9 @@ def test_fast_races_within_its_budget_with_the_librarys_numbers(table, capsys):
     )
     expected = l2optim.select_lambda_fast(trainer, budget=6, random_state=0)
     assert report["lambda_min"] == pytest.approx(expected.lambda_min)
+    # The λ the command hands on is the race's choice, not its best-scored point.
+    assert report["lambda"] == pytest.approx(expected.lambda_chosen)
+    assert race["lambda_chosen"] == pytest.approx(expected.lambda_chosen)
     assert report["bounds"] == pytest.approx(list(expected.bounds))
     means = [row["mean"] for row in report["evaluations"]]
     np.testing.assert_allclose(means, expected.cv_mean, rtol=1e-6)
@@ -343,3 +346,6 @@ def test_fast_races_within_its_budget_with_the_librarys_numbers(table, capsys):
     cost = [line for line in out.splitlines() if line.startswith("cost: ")]
     assert len(cost) == 1 and "training-run equivalents" in cost[0]
     assert float(cost[0].split()[1]) == pytest.approx(race["run_equivalents"], abs=0.005)
+    chosen = out.splitlines()[-1]
+    assert chosen.startswith("chosen lambda (min: the race's lambda_chosen): ")
+    assert float(chosen.rsplit(" ", 1)[1]) == pytest.approx(expected.lambda_chosen, rel=1e-5)

@@ -14,6 +14,7 @@ from torch import nn
 
 import l2optim
 from l2optim import FoldTrainer, kfold_splits, select_lambda_fast
+from l2optim._race import chosen_lambda
 
 # Eight features, forty rows, a weak signal: the 4-fold ridge CV curve has its minimum
 # well inside (0.01, 10).
@@ -52,6 +53,11 @@ def test_lambda_agrees_with_ridge_cv_on_the_same_folds(folds, reference_folds, t
     chosen = race.lambda_min * train_scale
     at_choice = l2optim.ridge_cv(X, Y, cv=folds, shuffle=False, lambdas=[chosen]).cv_mean[0]
     # The stop's claim, checked on the closed form: the choice is within the band.
+    assert at_choice - ridge.cv_mean[best] <= tolerance * ridge.cv_se[best]
+    assert abs(math.log(chosen / ridge.lambda_min)) < 0.02
+    # The choice near it, between the best point and the parabola's vertex: as close.
+    chosen = race.lambda_chosen * train_scale
+    at_choice = l2optim.ridge_cv(X, Y, cv=folds, shuffle=False, lambdas=[chosen]).cv_mean[0]
     assert at_choice - ridge.cv_mean[best] <= tolerance * ridge.cv_se[best]
     assert abs(math.log(chosen / ridge.lambda_min)) < 0.02
     # The scores of the last rung near the choice are the closed-form k-fold scores at their
@@ -165,6 +171,7 @@ def test_the_result_shares_the_cv_curve_records_and_plots():
     np.testing.assert_allclose(race.cv_mean, race.final.means)
     np.testing.assert_allclose(race.cv_se, race.final.standard_errors)
     assert race.lambda_min in race.lambdas
+    assert race.lambda_chosen == chosen_lambda(race.final)
     # Each λ of the last rung trained its epochs on all 3 folds: 4 steps an epoch each.
     assert {e.cost for e in race.evaluations} == {race.final.epochs * 3 * 4}
     assert race == dataclasses.replace(race) != dataclasses.replace(race, stop="other")

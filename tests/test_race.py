@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from l2optim._race import (
     Rung,
+    chosen_lambda,
     parabola_vertex,
     plan_race,
     plan_rungs,
@@ -318,3 +319,61 @@ def test_rungs_and_races_compare_by_their_numbers():
     same = Rung(3, np.array([0.1, 1.0]), np.array([[1.0, np.inf], [2.0, 3.0]]))
     other = Rung(3, np.array([0.1, 1.0]), np.array([[1.0, np.inf], [2.0, 3.5]]))
     assert rung == same and rung != other and Rung(4, same.lambdas, same.scores) != same
+
+
+# --------------------------------------------------------------------------- the choice
+
+
+def _rung(log_lambdas, means) -> Rung:
+    """A last rung of one fold: its means are ``means``."""
+    return Rung(10, np.exp(np.asarray(log_lambdas, dtype=float)), np.asarray(means)[:, None])
+
+
+@given(
+    a=st.floats(0.1, 10),
+    vertex=st.floats(-3, 3),
+    gaps=st.lists(st.floats(0.2, 3), min_size=2, max_size=6),
+    start=st.floats(-8, -4),
+)
+def test_the_choice_is_halfway_from_the_best_point_to_the_vertex(a, vertex, gaps, start):
+    """On a parabola in ln λ, the vertex is exact: the choice is the midpoint in ln λ of it
+    and the best point scored (brute force: the argmin of the means), or that point where
+    it has no neighbour on one side."""
+    x = start + np.concatenate([[0.0], np.cumsum(gaps)])
+    vertex = start + vertex + 0.5 * (x[-1] - start)  # anywhere from below to above the rung
+    means = a * (x - vertex) ** 2
+    best = int(np.argmin(means))
+    chosen = math.log(chosen_lambda(_rung(x, means)))
+    if best in (0, len(x) - 1):
+        assert chosen == pytest.approx(x[best], abs=1e-12)
+    else:
+        assert chosen == pytest.approx(0.5 * (x[best] + vertex), abs=1e-6)
+        # so it stays between the best point's neighbours
+        assert x[best - 1] < chosen < x[best + 1]
+
+
+def test_the_choice_keeps_the_best_point_without_a_bracket():
+    x = [-3.0, -2.0, -1.0, 0.0]
+    # The best at an end of the rung: no bracket.
+    assert chosen_lambda(_rung(x, [1.0, 2.0, 3.0, 4.0])) == pytest.approx(math.exp(-3.0))
+    assert chosen_lambda(_rung(x, [4.0, 3.0, 2.0, 1.0])) == pytest.approx(1.0)
+    # A tie with a neighbour is still a bracket: the vertex lies midway between the two.
+    assert chosen_lambda(_rung(x, [2.0, 1.0, 1.0, 1.0])) == pytest.approx(math.exp(-1.75))
+    # A diverged neighbour: no parabola through it.
+    assert chosen_lambda(_rung(x, [np.inf, 1.0, 2.0, 3.0])) == pytest.approx(math.exp(-2.0))
+
+
+def test_the_choice_refuses_a_rung_where_every_lambda_diverged():
+    with pytest.raises(ValueError, match="every λ in the race diverged"):
+        chosen_lambda(_rung([-2.0, -1.0, 0.0], [np.inf, np.nan, np.inf]))
+
+
+def test_a_race_reports_the_choice_of_its_last_rung():
+    grid = np.exp(np.linspace(-10, 0, 9))
+    record, _ = synthetic_race(
+        grid, centre=-4.6, start=-4.6, width=2.0, folds=3, eta=3, budget=4
+    )
+    assert record.lambda_chosen == chosen_lambda(record.final)
+    assert record.lambda_min == record.final.lambdas[np.argmin(record.final.means)]
+    # The bowl's minimum lies between grid points: the choice moves towards it.
+    assert abs(math.log(record.lambda_chosen) + 4.6) < abs(math.log(record.lambda_min) + 4.6)
