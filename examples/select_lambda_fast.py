@@ -11,7 +11,9 @@ larger λ, since weight decay acts late) continue their runs for twice as long, 
 on, within a budget counted in training runs (5 by default). Each half trains on half
 the rows, at λ scaled by 1.6 (= 0.8 n / 0.5 n, the best λ going as 1/n), so that the
 λ it reports are on 5-fold CV's scale. All runs of a rung train together as one stacked
-model, with the numbers the :class:`~l2optim.FoldTrainer` would give each one.
+model, with the numbers the :class:`~l2optim.FoldTrainer` would give each one. The
+choice, ``lambda_chosen``, is the last rung's best λ moved halfway (in ln λ) to the
+vertex of the parabola through it and its neighbours, where they bracket a minimum.
 
 Here an MLP is trained with coupled :class:`l2optim.Adam` on 342 rows of the diabetes
 data (Efron et al., 2004; shipped with l2optim); the other 100 rows are a test set that
@@ -62,7 +64,8 @@ bounds = (1e-4, 3.0)
 # steps of every run, over the steps of one training on all 342 rows).
 race = l2optim.select_lambda_fast(trainer, bounds)
 print(
-    f"race: lambda_min={race.lambda_min:.4g} run_equivalents={race.run_equivalents:.2f} "
+    f"race: lambda_min={race.lambda_min:.4g} lambda_chosen={race.lambda_chosen:.4g} "
+    f"run_equivalents={race.run_equivalents:.2f} "
     f"optimizer_steps={race.optimizer_steps} seconds={race.seconds:.1f}"
 )
 for rung in race.rungs:
@@ -105,7 +108,7 @@ plt.show()
 # The final model trains on all 342 rows at each chosen λ (``trainer.fit``) and is
 # scored on the 100 rows no search saw.
 X_test, y_test = torch.as_tensor(X[test]), torch.as_tensor(y[test])
-for name, lam in (("race", race.lambda_min), ("full CV", search.lambda_min), ("zero", 0.0)):
+for name, lam in (("race", race.lambda_chosen), ("full CV", search.lambda_min), ("zero", 0.0)):
     model = trainer.fit(lam)
     with torch.no_grad():
         prediction = model(X_test).squeeze(-1)

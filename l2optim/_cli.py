@@ -200,7 +200,8 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="k of k-fold cross-validation (default: 5; with --fast, the race's "
         f"{_library_default(l2optim.select_lambda_fast, 'folds')} folds, its λ scaled to "
-        "5-fold CV's training rows)",
+        f"{_library_default(l2optim.select_lambda_fast, 'reference_folds')}-fold CV's "
+        "training rows)",
     )
     search.add_argument(
         "--seed",
@@ -375,6 +376,7 @@ def _report(args: argparse.Namespace, curve: l2optim.CVCurve, setting: dict[str,
             "steps_per_run": curve.steps_per_run,
             "seconds": curve.seconds,
             "train_scale": curve.train_scale,
+            "reference_folds": _library_default(l2optim.select_lambda_fast, "reference_folds"),
             "lambda_chosen": curve.lambda_chosen,
         }
     return report
@@ -422,7 +424,7 @@ def _print_table(report: dict[str, Any]) -> None:
         print(
             f"race: rungs of {rungs} epochs; the scores above are after {race['epochs']} "
             f"epochs (stop: {race['stop']}); each run trained at {race['train_scale']:.4g} λ, "
-            "so that λ is on 5-fold CV's scale"
+            f"so that λ is on {race['reference_folds']}-fold CV's scale"
         )
         print(
             f"cost: {race['run_equivalents']:.2f} training-run equivalents "

@@ -339,6 +339,7 @@ def test_fast_races_within_its_budget_with_the_librarys_numbers(table, capsys):
     assert race["epochs"] == expected.final.epochs
     assert report["folds"] == 2 and race["train_scale"] == pytest.approx(expected.train_scale)
     assert expected.train_scale > 1  # two folds' runs trained at λ scaled to 5-fold CV's rows
+    assert race["reference_folds"] == 5
     # The table says what ran and prints one cost line, in training runs.
     assert main(["select-lambda", str(table), *args]) == 0
     out = capsys.readouterr().out
@@ -346,6 +347,7 @@ def test_fast_races_within_its_budget_with_the_librarys_numbers(table, capsys):
     cost = [line for line in out.splitlines() if line.startswith("cost: ")]
     assert len(cost) == 1 and "training-run equivalents" in cost[0]
     assert float(cost[0].split()[1]) == pytest.approx(race["run_equivalents"], abs=0.005)
+    assert f"trained at {race['train_scale']:.4g} λ, so that λ is on 5-fold CV's scale" in out
     chosen = out.splitlines()[-1]
     assert chosen.startswith("chosen lambda (min: the race's lambda_chosen): ")
     assert float(chosen.rsplit(" ", 1)[1]) == pytest.approx(expected.lambda_chosen, rel=1e-5)

@@ -273,4 +273,4 @@ def test_select_lambda_fast_spends_its_budget_and_beats_no_penalty() -> None:
         if line.startswith("test:")
     }
     # On rows neither search saw, the raced λ beats no penalty.
-    assert test[race["lambda_min"]] < test[0.0]
+    assert test[race["lambda_chosen"]] < test[0.0]
