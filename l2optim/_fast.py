@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from l2optim._kfold import KFoldObjective, kfold_splits
 from l2optim._race import Rung, plan_race, planned_cost, race
 from l2optim._trainer import FoldTrainer
 from l2optim._validation import (
+    check_bool,
     check_bounds,
     check_count,
     check_non_negative,
@@ -60,6 +61,9 @@ class LambdaRace(CVCurve):
         seconds: wall-clock time of the search.
         train_scale: every run trained at ``λ · train_scale``: the λ reported are on the
             scale of ``reference_folds``-fold CV (1.0 without a reference).
+        model: with ``refit=True``, the model trained at ``lambda_chosen`` on all the
+            samples (:meth:`l2optim.FoldTrainer.fit`); else ``None``. Its training is the
+            final model's, not the search's: neither the cost nor ``seconds`` counts it.
     """
 
     evaluations: tuple[Evaluation, ...]
@@ -71,6 +75,7 @@ class LambdaRace(CVCurve):
     steps_per_run: int
     seconds: float
     train_scale: float = 1.0
+    model: Any = None
 
     @property
     def run_equivalents(self) -> float:
@@ -133,6 +138,7 @@ def select_lambda_fast(
     first_fraction: float = 0.25,
     lean: int = 0,
     tolerance: float = 0.1,
+    refit: bool = False,
 ) -> LambdaRace:
     r"""Choose λ for a model trained by a :class:`~l2optim.FoldTrainer`, within a budget.
 
@@ -215,11 +221,13 @@ def select_lambda_fast(
         lean: grid steps below the best λ that the window keeps, ≥ 0.
         tolerance: refinement stops when the bracket is within this many standard
             errors, ≥ 0.
+        refit: train the model once more, at ``lambda_chosen`` on all the samples, and
+            return it as ``model``.
 
     Returns:
         A :class:`l2optim.LambdaRace`: a :class:`l2optim.CVCurve` (``lambda_min``,
-        ``lambda_1se``, ``at_edge``, ``plot()``) with ``lambda_chosen``, the rungs and
-        the cost.
+        ``lambda_1se``, ``at_edge``, ``plot()``) with ``lambda_chosen``, the rungs, the
+        cost and, with ``refit``, the ``model``.
 
     Warns:
         LambdaAtEdgeWarning: ``lambda_min`` is an end of ``bounds``.
@@ -256,6 +264,7 @@ def select_lambda_fast(
     survivors = check_count("survivors", survivors, low=3)
     lean = check_count("lean", lean, low=0)
     tolerance = check_non_negative("tolerance", tolerance)
+    refit = check_bool("refit", refit)
     n = len(trainer.X)
     if splits is None:
         splits = kfold_splits(n, folds, shuffle=shuffle, random_state=random_state)
@@ -319,4 +328,6 @@ def select_lambda_fast(
         train_scale=float(train_scale),
     )
     found._warn_if_at_edge()
+    if refit:
+        found = replace(found, model=trainer.fit(found.lambda_chosen))
     return found

@@ -147,6 +147,22 @@ def test_the_cost_is_the_steps_counted_over_one_run():
     assert race.seconds > 0
 
 
+def test_refit_trains_the_final_model_at_the_choice_outside_the_cost():
+    trainer = mlp_trainer()
+    plain = select_lambda_fast(trainer, (1e-3, 10.0), folds=3, budget=6)
+    refitted = select_lambda_fast(trainer, (1e-3, 10.0), folds=3, budget=6, refit=True)
+    assert plain.model is None
+    # The same race; the refit adds no optimizer steps to the search's count.
+    assert refitted.lambda_chosen == plain.lambda_chosen
+    assert refitted.optimizer_steps == plain.optimizer_steps
+    # The model is the trainer's fit at the chosen λ (the oracle: FoldTrainer.fit itself).
+    expected = trainer.fit(plain.lambda_chosen)
+    got = dict(refitted.model.named_parameters())
+    for name, p in expected.named_parameters():
+        assert torch.equal(got[name], p), name
+    assert not refitted.model.training
+
+
 def test_a_kfold_objective_brings_its_folds():
     trainer = mlp_trainer()
     objective = l2optim.kfold_objective(trainer, 40, folds=4, shuffle=False)
@@ -199,6 +215,7 @@ def test_the_result_shares_the_cv_curve_records_and_plots():
         ({"folds": 1}, ValueError, r"folds must be an integer in \[2, n_samples=40\], got 1"),
         ({"reference_folds": 1}, ValueError, r"reference_folds must be an integer >= 2, got 1"),
         ({"reference_folds": 2.5}, TypeError, r"reference_folds must be an integer >= 2"),
+        ({"refit": "yes"}, TypeError, "refit must be True or False, got 'yes'"),
     ],
 )
 def test_bad_arguments_are_named(arguments, error, message):
