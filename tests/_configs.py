@@ -137,7 +137,7 @@ def initial_params(dtype: torch.dtype = torch.float32, seed: int = 0) -> list[Te
 
 def gradient(p: Tensor, step: int, index: int) -> Tensor:
     """A gradient that depends on the parameter, so that trajectories feed back."""
-    offset = torch.linspace(-1, 1, p.numel(), dtype=torch.float64).reshape(p.shape)
+    offset = torch.linspace(-1, 1, p.numel(), dtype=torch.float64, device=p.device).reshape(p.shape)
     return (torch.sin((step + 1) * p.double()) + (index + 1) * offset).to(p.dtype)
 
 
