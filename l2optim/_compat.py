@@ -22,6 +22,7 @@ from torch.utils import _foreach_utils
 
 __all__ = [
     "NORM_BASE",
+    "capturable_entries",
     "dask_client_of",
     "default_foreach",
     "foreach_add",
@@ -33,6 +34,7 @@ __all__ = [
     "functional_sgd",
     "gradscaler_handoff",
     "hooked_step",
+    "restore_capturable",
     "set_step_unscales",
     "step_body",
     "step_unscales",
@@ -194,6 +196,55 @@ def _grad_mode_update(
     finally:
         torch._dynamo.graph_break()
         torch.set_grad_enabled(previous)
+
+
+# -- torch.compile ---------------------------------------------------------------------
+
+_NO_ENTRY = "no capturable entry"  # a str: Dynamo compares constants, not new objects
+
+
+def capturable_entries(optimizer: torch.optim.Optimizer) -> list[Any] | None:
+    """Under torch.compile, the ``capturable`` entry each param group should keep.
+
+    While it traces a step, Dynamo's optimizer support shows every param group, with the
+    entry or without, as ``capturable=True``, and sets it for real only in groups that
+    have the entry and whose parameters are all on CUDA or XPU with no state yet. A step
+    that writes into a group (l2optim's views) makes Dynamo write every shown entry back
+    after the graph, the ``True`` included: a CPU group would stay capturable, which
+    torch's eager step then refuses. The trace cannot read the stored entry past that
+    showing (reading the groups another way changes how Dynamo sees them, and torch's
+    ``_init_group`` then leaves the graph), so the entry kept is the optimizer's default,
+    no entry where the class has none, or ``True`` where Dynamo sets it itself.
+    Call before the step creates state. None outside torch.compile.
+    """
+    if not torch.compiler.is_compiling():
+        return None
+    default = optimizer.defaults.get("capturable", _NO_ENTRY)
+    entries = []
+    for group in optimizer.param_groups:
+        params = group["params"]
+        entry = default
+        if (
+            default != _NO_ENTRY
+            and all(p.is_cuda or p.is_xpu for p in params)
+            and not any(p in optimizer.state for p in params)
+        ):
+            entry = True  # what Dynamo sets for real
+        entries.append(entry)
+    return entries
+
+
+def restore_capturable(
+    groups: list[dict[str, Any]], entries: list[Any], written: list[dict[str, Any]]
+) -> None:
+    """Put back the ``capturable`` entries of the groups a traced step wrote into."""
+    for group, entry in zip(groups, entries, strict=True):
+        if not any(group is w for w in written):
+            continue
+        if entry == _NO_ENTRY:
+            group.pop("capturable", None)
+        else:
+            group["capturable"] = entry
 
 
 # -- dask --------------------------------------------------------------------------------

@@ -128,9 +128,12 @@ def _compile(
 
 
 def run_compiled(update: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-    """Run ``update`` compiled; if compilation is unavailable, run it as it is, once warned."""
+    """Run ``update`` compiled; if compilation is unavailable, run it as it is, once warned.
+
+    Inside a step the user compiles, the update is traced into the user's graph as it is.
+    """
     key = _configuration(update, kwargs)
-    if key not in _compile_failed:
+    if not torch.compiler.is_compiling() and key not in _compile_failed:
         compiled = _compiled.get(key)
         if compiled is None:
             compiled = _compiled[key] = _compile(update, len(_compiled))

@@ -71,11 +71,12 @@ class _StepPlan:
     coupled: tuple[int, ...]
     # that are decayed here before the base update,
     decoupled: tuple[int, ...]
-    # and whose whole update runs here.
+    # and whose whole update runs here; the base update sees the other groups only.
     own: tuple[int, ...]
-    # (group, entries the base update sees, the group's own entries to put back after).
-    # The entries to put back are those the group held when the plans were made: the
-    # plans are used only while it holds the same objects (see ``_plan_step``).
+    # (group, entries the base update sees, the group's own entries to put back after),
+    # leaving out entries that already hold the object the base should see. The entries
+    # to put back are those the group held when the plans were made: the plans are used
+    # only while it holds the same objects (see ``_plan_step``).
     views: tuple[tuple[dict[str, Any], dict[str, Any], dict[str, Any]], ...]
 
     @classmethod
@@ -89,11 +90,16 @@ class _StepPlan:
             decoupled=where(lambda plan: plan.factor is not None and not plan.own_update),
             own=where(lambda plan: plan.own_update),
             views=tuple(
-                (group, plan.base_view, {key: group[key] for key in plan.base_view})
+                (group, view, {key: group[key] for key in view})
                 for group, plan in zip(groups, plans, strict=True)
-                if plan.base_view
+                if (view := _changed_entries(group, plan.base_view))
             ),
         )
+
+
+def _changed_entries(group: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``view`` that ``group`` does not already hold (the same object)."""
+    return {key: value for key, value in view.items() if key not in group or group[key] is not value}
 
 
 class WeightDecayMixin:
@@ -181,6 +187,7 @@ class WeightDecayMixin:
             with torch.enable_grad():
                 loss = closure()
         groups = self.param_groups
+        capturable = _compat.capturable_entries(self)
         # Every group is checked before any parameter changes.
         step = self._plan_step(groups)
         grad_scale, found_inf = _compat.gradscaler_handoff(self)
@@ -194,10 +201,18 @@ class WeightDecayMixin:
                 group.update(view)
             if step.decoupled:
                 self._apply_decoupled_decay(step, found_inf)
+            if step.own:
+                # A shorter list, not emptied groups: traced, torch's _init_group reads
+                # the stored group, whatever the trace wrote into it.
+                self.param_groups = [g for i, g in enumerate(groups) if i not in step.own]
             self._base_update()
         finally:
+            if step.own:
+                self.param_groups = groups
             for group, _, stored in step.views:
                 group.update(stored)
+            if capturable is not None and step.views:
+                _compat.restore_capturable(groups, capturable, [g for g, _, _ in step.views])
             for p, grad in swapped:
                 p.grad = grad
         for i in step.own:
@@ -245,9 +260,7 @@ class WeightDecayMixin:
             factor = _decay.decoupled_factor(scale, weight_decay)
             _check_factor(index, group, factor, scale)
         if self._needs_own_update(group, decoupled):
-            return _GroupStep(
-                base_view={"params": []}, factor=factor, own_update=True, reads_lr=decoupled
-            )
+            return _GroupStep(factor=factor, own_update=True, reads_lr=decoupled)
         implementation = self._default_implementation(group)
         if not decays:
             return _GroupStep(base_view=implementation, reads_lr=False)
@@ -280,6 +293,10 @@ class WeightDecayMixin:
             group.get("foreach") is not None
             or group.get("fused") is not None
             or group.get("differentiable")
+            # Traced, torch's default runs the update per tensor, whose ops take a
+            # scheduled lr as a symbol; its multi-tensor ops would take it as a constant
+            # and recompile at every new value.
+            or torch.compiler.is_compiling()
         ):
             return {}
         tensors = self._group_tensors(group)
@@ -397,6 +414,8 @@ class WeightDecayMixin:
         """
         if group.get("foreach") is not None:
             return bool(group["foreach"])
+        if torch.compiler.is_compiling():
+            return False  # as in _default_implementation: a scheduled lr would recompile
         return not group.get("differentiable", False) and self._group_tensors(group).plain
 
     def _decoupled_in_base(
