@@ -240,10 +240,15 @@ def select_lambda_fast(
             or every λ diverged.
 
     Example:
-        >>> trainer = l2optim.FoldTrainer(make_model, X, y, optimizer=l2optim.AdamW,
-        ...                               optimizer_kwargs={"lr": 1e-2}, epochs=50)
+        >>> X, y, _ = l2optim.data.load_diabetes()
+        >>> model = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.Tanh(),
+        ...                             torch.nn.Linear(16, 1))
+        >>> trainer = l2optim.FoldTrainer(model, X, y, optimizer=l2optim.AdamW,
+        ...                               optimizer_kwargs={"lr": 1e-2}, epochs=20,
+        ...                               batch_size=64, standardize=True)
         >>> race = l2optim.select_lambda_fast(trainer, bounds=(1e-4, 10.0), budget=5)
-        >>> race.lambda_chosen, race.run_equivalents
+        >>> 1e-4 <= race.lambda_chosen <= 10.0, race.run_equivalents <= 5
+        (True, True)
     """
     if isinstance(trainer, KFoldObjective):
         splits = trainer.splits

@@ -94,7 +94,11 @@ def decay_groups(
         ValueError: ``weight_decay`` is negative or not finite.
 
     Example:
-        >>> opt = l2optim.AdamW(l2optim.decay_groups(model, 0.05), lr=1e-3)
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8))
+        >>> groups = l2optim.decay_groups(model, 0.05)
+        >>> [(g["param_names"], g["weight_decay"]) for g in groups]
+        [(['0.weight'], 0.05), (['0.bias', '1.weight', '1.bias'], 0.0)]
+        >>> opt = l2optim.AdamW(groups, lr=1e-3)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(

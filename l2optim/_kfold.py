@@ -221,6 +221,8 @@ def kfold_objective(
         ...                               optimizer_kwargs={"lr": 0.1}, epochs=20)
         >>> with l2optim.kfold_objective(trainer, len(y), folds=5, workers=2) as objective:
         ...     search = l2optim.select_lambda(objective)
+        >>> len(search.evaluations[0].scores)  # one validation loss per fold
+        5
     """
     check_callable("fit_score", fit_score)
     if not (

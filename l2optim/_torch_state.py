@@ -60,8 +60,12 @@ def to_torch_state_dict(
             exactly, without ``approximate``); the message names the group and says why.
 
     Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> sgdw = l2optim.SGDW(model.parameters(), lr=0.1, weight_decay=1e-2)
         >>> torch_opt = torch.optim.SGD(model.parameters())
         >>> torch_opt.load_state_dict(l2optim.to_torch_state_dict(sgdw))
+        >>> torch_opt.param_groups[0]["weight_decay"]  # without momentum, the same update
+        0.01
     """
     base = next((b for b in _TRANSLATIONS if isinstance(optimizer, b)), None)
     if base is None or "weight_decay_scaling" not in optimizer.defaults:

@@ -221,9 +221,9 @@ class FoldTrainer:
           gone in one step. Over T optimizer steps the decay has a visible effect once
           :math:`s\lambda T` is not tiny: the lower bound is :math:`1/(100\,s\,T)`,
           :math:`T` = epochs × batches per epoch.
-        * Coupled L2 adds :math:`\lambda	heta` to the gradient of a loss whose
+        * Coupled L2 adds :math:`\lambda\theta` to the gradient of a loss whose
           curvature along the data is up to L, the largest eigenvalue of
-          :math:`X_c^	op X_c/n` (X flattened to one row per sample, standardised when
+          :math:`X_c^\top X_c/n` (X flattened to one row per sample, standardised when
           the trainer standardises): the bounds are :math:`(10^{-5}L, 10L)`, from no
           shrinkage to nearly total for a linear model.
 

@@ -32,9 +32,12 @@ def with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimizer]:
     it several times per step (LBFGS) are not supported.
 
     Example:
-        >>> AdagradW = with_weight_decay(torch.optim.Adagrad)
+        >>> AdagradW = l2optim.with_weight_decay(torch.optim.Adagrad)
+        >>> model = torch.nn.Linear(4, 1)
         >>> opt = AdagradW(model.parameters(), lr=0.1, weight_decay=1e-2,
         ...                decoupled_weight_decay=True)
+        >>> isinstance(opt, torch.optim.Adagrad), AdagradW is l2optim.with_weight_decay(torch.optim.Adagrad)
+        (True, True)
     """
     if not (
         isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)
