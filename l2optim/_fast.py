@@ -16,7 +16,7 @@ import numpy as np
 from l2optim._batched import FoldStacks
 from l2optim._curve import CVCurve, Evaluation
 from l2optim._kfold import KFoldObjective, kfold_splits
-from l2optim._race import Rung, plan_race, planned_cost, race
+from l2optim._race import RaceStop, Rung, plan_race, planned_cost, race
 from l2optim._trainer import FoldTrainer
 from l2optim._validation import (
     check_bool,
@@ -51,9 +51,11 @@ class LambdaRace(CVCurve):
         rungs: every rung of the race: after ``epochs`` epochs on every fold, the
             per-fold scores of the λ still racing.
         final: the last rung with the λ added by refinement, all trained as long.
-        stop: why refinement ended: ``"settled"`` (the bracket's means are within
-            ``tolerance`` standard errors of the best), ``"budget"``, ``"no bracket"``
-            (the best λ is at an end of the field) or ``"repeat"``.
+        stop: why refinement at the last rung ended: ``"settled"`` (the best λ and its
+            two neighbours score within ``tolerance`` standard errors of each other),
+            ``"budget"`` (no budget for a further λ), ``"bound"`` (the best λ is an end
+            of ``bounds``: widen them), ``"repeat"`` (the next λ had been scored) or
+            ``"diverged"`` (every λ of the last rung diverged).
         optimizer_steps: optimizer steps taken, each run's steps counted (m runs
             trained together for s steps count m·s).
         steps_per_run: the steps of one training run on all the samples, the unit of
@@ -70,7 +72,7 @@ class LambdaRace(CVCurve):
     lambda_chosen: float
     rungs: tuple[Rung, ...]
     final: Rung
-    stop: str
+    stop: RaceStop
     optimizer_steps: int
     steps_per_run: int
     seconds: float

@@ -37,12 +37,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
 __all__ = [
+    "STOP_REASONS",
     "Contestants",
+    "RaceStop",
     "RaceRecord",
     "Rung",
     "chosen_lambda",
@@ -52,6 +54,21 @@ __all__ = [
     "race",
     "settled",
 ]
+
+
+#: Why the race's refinement at the last rung ended.
+RaceStop = Literal["settled", "budget", "bound", "repeat", "diverged"]
+
+#: What each :data:`RaceStop` means, as the docs and the command line say it.
+STOP_REASONS: dict[str, str] = {
+    "settled": "the best λ and its two neighbours score within `tolerance` standard errors "
+    "of each other: a further λ between them could not be told apart",
+    "budget": "the budget allowed no further λ",
+    "bound": "the best λ is the end of the search bounds: a better one may lie beyond "
+    "(widen the bounds)",
+    "repeat": "the next λ to try had been scored already",
+    "diverged": "every λ of the last rung diverged",
+}
 
 
 class Contestants(Protocol):
@@ -125,7 +142,8 @@ class RaceRecord:
     lambda_min: float
     #: The race's choice (:func:`chosen_lambda`).
     lambda_chosen: float
-    stop: str
+    #: Why refinement ended (:data:`STOP_REASONS`).
+    stop: RaceStop
     optimizer_steps: int
 
 
@@ -294,10 +312,7 @@ def race(
         on_rung: called with each rung as it is scored (progress, logging).
 
     Returns:
-        A :class:`RaceRecord`; ``stop`` says why refinement ended: ``"settled"`` (the
-        bracket is within the band), ``"budget"`` (no refinement left), ``"bound"`` (the
-        best λ is at an end of the grid), ``"repeat"`` (the next λ was scored already)
-        or ``"diverged"``.
+        A :class:`RaceRecord`; ``stop`` says why refinement ended (:data:`STOP_REASONS`).
     """
     lambdas = np.asarray(lambdas, dtype=float)
     field = start(lambdas)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
+import typing
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import l2optim
 from l2optim._race import (
+    STOP_REASONS,
+    RaceStop,
     Rung,
     chosen_lambda,
     parabola_vertex,
@@ -217,6 +222,7 @@ def test_the_stop_never_stops_outside_the_band_it_claims(curve, tolerance, extra
     band = inside and bool(means[best - 1 : best + 2].max() - means[best] <= tolerance * ses[best])
     refined = len(final.lambdas) - len(record.rungs[-1].lambdas)
     assert refined <= extra
+    assert record.stop in typing.get_args(RaceStop)
     if record.stop == "settled":
         assert band  # it claimed the band: the bracket is inside it
     elif record.stop in ("budget", "repeat"):
@@ -377,3 +383,12 @@ def test_a_race_reports_the_choice_of_its_last_rung():
     assert record.lambda_min == record.final.lambdas[np.argmin(record.final.means)]
     # The bowl's minimum lies between grid points: the choice moves towards it.
     assert abs(math.log(record.lambda_chosen) + 4.6) < abs(math.log(record.lambda_min) + 4.6)
+
+
+def test_every_stop_the_race_can_give_is_documented_and_no_other():
+    stops = set(typing.get_args(RaceStop))
+    assert set(STOP_REASONS) == stops
+    documented = l2optim.LambdaRace.__doc__.split("stop:", 1)[1].split("optimizer_steps:")[0]
+    assert set(re.findall(r'``"([a-z ]+)"``', documented)) == stops
+    assert typing.get_type_hints(l2optim.LambdaRace)["stop"] == RaceStop
+
