@@ -4,7 +4,7 @@ Every function here is pure arithmetic on Python numbers. The conventions:
 
 * **coupled** λ_c: the gradient becomes g + λ_c·θ (``decoupled_weight_decay=False``);
 * **decoupled** λ: θ ← θ·(1 − s_t·λ) before the base update, s_t set by
-  ``weight_decay_scaling`` (``"lr"``: s_t = lr_t; ``"schedule"``: s_t = lr_t/initial_lr;
+  ``weight_decay_scaling`` (``"lr"``: s_t = lr_t; ``"schedule"``: s_t = lr_t/lr_ref;
   ``"none"``: s_t = 1);
 * **torch's** λ: the decoupled λ with ``"lr"`` scaling, the one ``torch.optim.AdamW`` takes;
 * **the paper's** λ (Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
@@ -25,6 +25,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 from l2optim import _decay
@@ -58,17 +59,32 @@ def _batch_fraction(batch_size: int, n_samples: int) -> float:
 # -- coupled ⇄ decoupled for SGD ------------------------------------------------------------
 
 
+def _lr_ref_renamed(lr_ref: float | None, initial_lr: float | None) -> float | None:
+    """``lr_ref``, or ``initial_lr``, its old name, with a deprecation warning."""
+    if initial_lr is None:
+        return lr_ref
+    if lr_ref is not None:
+        raise TypeError("give lr_ref only: initial_lr is its old, deprecated name")
+    warnings.warn(
+        "initial_lr is deprecated and will be removed: pass lr_ref, the name the optimizers "
+        "and their param groups use for the reference learning rate of 'schedule'",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return initial_lr
+
+
 def _coupled_per_decoupled(
     lr: float | None,
     momentum: float,
     dampening: float,
     weight_decay_scaling: str,
-    initial_lr: float | None,
+    lr_ref: float | None,
 ) -> float:
     r"""The ratio λ_c/λ = s·(1 − μ) / (lr·(1 − d)), arguments checked.
 
     The learning rate cancels for ``"lr"`` (s = lr) and for ``"schedule"`` with
-    ``initial_lr`` given (s = lr/initial_lr); it is needed otherwise.
+    ``lr_ref`` given (s = lr/lr_ref); it is needed otherwise.
     """
     momentum = check_fraction("momentum", momentum)
     dampening = check_fraction("dampening", dampening)
@@ -77,19 +93,19 @@ def _coupled_per_decoupled(
         dampening = 0.0  # torch's SGD keeps no buffer then, and ignores dampening
     ratio = (1 - momentum) / (1 - dampening)
     lr = None if lr is None else check_positive("lr", lr)
-    if initial_lr is not None:
-        initial_lr = check_positive("initial_lr", initial_lr)
+    if lr_ref is not None:
+        lr_ref = check_positive("lr_ref", lr_ref)
     if weight_decay_scaling == "lr":
         return ratio
-    if weight_decay_scaling == "schedule" and initial_lr is not None:
-        return ratio / initial_lr
+    if weight_decay_scaling == "schedule" and lr_ref is not None:
+        return ratio / lr_ref
     if lr is None:
-        unless = " unless initial_lr is given" if weight_decay_scaling == "schedule" else ""
+        unless = " unless lr_ref is given" if weight_decay_scaling == "schedule" else ""
         raise TypeError(
             f"lr is needed with weight_decay_scaling={weight_decay_scaling!r}{unless}: "
             "the ratio s·(1 - momentum)/(lr·(1 - dampening)) keeps it"
         )
-    start_lr = lr if initial_lr is None else initial_lr
+    start_lr = lr if lr_ref is None else lr_ref
     return _decay.decay_scale(weight_decay_scaling, lr, start_lr) * ratio / lr
 
 
@@ -100,6 +116,7 @@ def coupled_from_decoupled(
     momentum: float = 0.0,
     dampening: float = 0.0,
     weight_decay_scaling: str = "lr",
+    lr_ref: float | None = None,
     initial_lr: float | None = None,
 ) -> float:
     r"""The coupled λ_c whose SGD fixed point is that of decoupled SGD with λ.
@@ -117,7 +134,7 @@ def coupled_from_decoupled(
 
     * ``"lr"`` (s = lr): λ_c = λ·(1 − μ)/(1 − d); without momentum λ_c = λ, and the
       two forms are the same update, step for step;
-    * ``"schedule"`` (s = lr/initial_lr): λ_c = λ·(1 − μ)/(initial_lr·(1 − d)); the
+    * ``"schedule"`` (s = lr/lr_ref): λ_c = λ·(1 − μ)/(lr_ref·(1 − d)); the
       constant lr cancels;
     * ``"none"`` (s = 1): λ_c = λ·(1 − μ)/(lr·(1 − d)).
 
@@ -132,12 +149,15 @@ def coupled_from_decoupled(
         weight_decay: the decoupled λ, >= 0.
         lr: the constant learning rate at which the fixed point is reached, > 0. It
             cancels, and may be left out, for ``"lr"``, and for ``"schedule"`` when
-            ``initial_lr`` is given; ``"none"`` needs it.
+            ``lr_ref`` is given; ``"none"`` needs it.
         momentum: μ, in [0, 1).
         dampening: d, in [0, 1); ignored when ``momentum`` is 0, as torch ignores it.
         weight_decay_scaling: ``"lr"``, ``"schedule"`` or ``"none"``, as for the optimizers.
-        initial_lr: the learning rate the schedule started from (``"schedule"`` only
-            reads it), > 0; defaults to ``lr``, as when no scheduler changed it.
+        lr_ref: the reference learning rate of ``"schedule"`` (s = lr/lr_ref; no other
+            scaling reads it), the param group's ``lr_ref`` entry in the optimizers: by
+            default the lr the group was created with. > 0; defaults to ``lr``, as when
+            no scheduler changed it.
+        initial_lr: the old name of ``lr_ref``, deprecated (a ``DeprecationWarning``).
 
     Returns:
         λ_c, the ``weight_decay`` of ``l2optim.SGD`` with the default coupled form.
@@ -148,7 +168,8 @@ def coupled_from_decoupled(
         ValueError: an argument out of its range.
     """
     decoupled = check_non_negative("weight_decay", weight_decay)
-    ratio = _coupled_per_decoupled(lr, momentum, dampening, weight_decay_scaling, initial_lr)
+    lr_ref = _lr_ref_renamed(lr_ref, initial_lr)
+    ratio = _coupled_per_decoupled(lr, momentum, dampening, weight_decay_scaling, lr_ref)
     return decoupled * ratio
 
 
@@ -159,6 +180,7 @@ def decoupled_from_coupled(
     momentum: float = 0.0,
     dampening: float = 0.0,
     weight_decay_scaling: str = "lr",
+    lr_ref: float | None = None,
     initial_lr: float | None = None,
 ) -> float:
     r"""The decoupled λ whose SGD fixed point is that of coupled SGD with λ_c.
@@ -168,18 +190,19 @@ def decoupled_from_coupled(
     .. math::
         \lambda = \frac{\lambda_c\,\mathrm{lr}\,(1-d)}{s\,(1-\mu)},
 
-    with s = lr (``"lr"``), lr/initial_lr (``"schedule"``) or 1 (``"none"``).
+    with s = lr (``"lr"``), lr/lr_ref (``"schedule"``) or 1 (``"none"``).
 
     Args:
         weight_decay: the coupled λ_c, >= 0.
-        lr, momentum, dampening, weight_decay_scaling, initial_lr: as in
+        lr, momentum, dampening, weight_decay_scaling, lr_ref, initial_lr: as in
             :func:`coupled_from_decoupled`.
 
     Returns:
         λ, the ``weight_decay`` of ``l2optim.SGD`` with ``decoupled_weight_decay=True``.
     """
     coupled = check_non_negative("weight_decay", weight_decay)
-    ratio = _coupled_per_decoupled(lr, momentum, dampening, weight_decay_scaling, initial_lr)
+    lr_ref = _lr_ref_renamed(lr_ref, initial_lr)
+    ratio = _coupled_per_decoupled(lr, momentum, dampening, weight_decay_scaling, lr_ref)
     return coupled / ratio
 
 

@@ -260,7 +260,7 @@ def reference_run(
     steps: int = 4,
     schedule: bool = False,
 ) -> list[Tensor]:
-    """The DESIGN.md rule as a plain loop.
+    """The update rule (docs/conventions.md, "The update rules") as a plain loop.
 
     ``groups`` are the filled-in param groups of a torch optimizer, read only for their
     hyperparameters; ``params0`` are in the order the groups hold them.

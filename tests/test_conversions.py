@@ -30,20 +30,20 @@ def batches(draw: st.DrawFn) -> dict:
 
 
 @settings(max_examples=examples(50))
-@given(weight_decay=positive, lr=positive, initial_lr=positive, momentum=fractions,
+@given(weight_decay=positive, lr=positive, lr_ref=positive, momentum=fractions,
        dampening=fractions)
-def test_coupled_from_decoupled_formula_per_scaling(weight_decay, lr, initial_lr, momentum,
+def test_coupled_from_decoupled_formula_per_scaling(weight_decay, lr, lr_ref, momentum,
                                                     dampening):
-    """λ_c = s·λ·(1 − μ)/(lr·(1 − d)) with s = lr, lr/initial_lr, 1 (d ignored if μ = 0)."""
+    """λ_c = s·λ·(1 − μ)/(lr·(1 − d)) with s = lr, lr/lr_ref, 1 (d ignored if μ = 0)."""
     ratio = (1 - momentum) / (1 - dampening) if momentum else 1.0
     expected = {
         "lr": weight_decay * ratio,
-        "schedule": weight_decay * ratio / initial_lr,
+        "schedule": weight_decay * ratio / lr_ref,
         "none": weight_decay * ratio / lr,
     }
     for scaling, value in expected.items():
         got = conversions.coupled_from_decoupled(
-            weight_decay, lr=lr, initial_lr=initial_lr, momentum=momentum,
+            weight_decay, lr=lr, lr_ref=lr_ref, momentum=momentum,
             dampening=dampening, weight_decay_scaling=scaling,
         )
         assert got == pytest.approx(value, rel=1e-12)
@@ -54,10 +54,22 @@ def test_plain_sgd_with_lr_scaling_is_the_identity():
     assert conversions.decoupled_from_coupled(0.37, lr=0.05) == 0.37
 
 
-def test_initial_lr_defaults_to_lr():
+def test_lr_ref_defaults_to_lr():
     assert conversions.coupled_from_decoupled(
         0.2, lr=0.5, weight_decay_scaling="schedule"
     ) == conversions.coupled_from_decoupled(0.2, lr=0.5, weight_decay_scaling="none")
+
+
+@pytest.mark.parametrize(
+    "convert", [conversions.coupled_from_decoupled, conversions.decoupled_from_coupled]
+)
+def test_initial_lr_is_the_deprecated_name_of_lr_ref(convert):
+    settings_ = {"lr": 0.05, "momentum": 0.9, "weight_decay_scaling": "schedule"}
+    with pytest.warns(DeprecationWarning, match="initial_lr is deprecated.*pass lr_ref"):
+        old = convert(0.2, initial_lr=0.1, **settings_)
+    assert old == convert(0.2, lr_ref=0.1, **settings_)
+    with pytest.raises(TypeError, match="give lr_ref only"):
+        convert(0.2, lr_ref=0.1, initial_lr=0.1, **settings_)
 
 
 def test_published_values():
@@ -78,11 +90,11 @@ def test_published_values():
 
 
 @settings(max_examples=examples(100))
-@given(weight_decay=st.floats(0.0, 1e3), lr=positive, initial_lr=positive,
+@given(weight_decay=st.floats(0.0, 1e3), lr=positive, lr_ref=positive,
        momentum=fractions, dampening=fractions, scaling=st.sampled_from(SCALINGS))
-def test_coupled_decoupled_round_trip(weight_decay, lr, initial_lr, momentum, dampening,
+def test_coupled_decoupled_round_trip(weight_decay, lr, lr_ref, momentum, dampening,
                                       scaling):
-    settings_ = {"lr": lr, "initial_lr": initial_lr, "momentum": momentum,
+    settings_ = {"lr": lr, "lr_ref": lr_ref, "momentum": momentum,
                  "dampening": dampening, "weight_decay_scaling": scaling}
     there = conversions.coupled_from_decoupled(weight_decay, **settings_)
     back = conversions.decoupled_from_coupled(there, **settings_)
@@ -147,7 +159,7 @@ def test_fixed_point_of_decoupled_sgd_is_ridge(
     """
     if nesterov:
         dampening = 0.0  # torch's Nesterov requires it
-    initial_lr = lr / lr_factor
+    lr_ref = lr / lr_factor
     scale = {"lr": lr, "schedule": lr_factor, "none": 1.0}[scaling]
     weight_decay = min(weight_decay, 0.99 / scale)  # torch refuses a factor 1 − s·λ <= 0
     M, k = sgd_affine_map(problem, lr=lr, shrink=scale * weight_decay, momentum=momentum,
@@ -156,7 +168,7 @@ def test_fixed_point_of_decoupled_sgd_is_ridge(
     size = len(k) // 2
 
     coupled = conversions.coupled_from_decoupled(
-        weight_decay, lr=lr, initial_lr=initial_lr, momentum=momentum,
+        weight_decay, lr=lr, lr_ref=lr_ref, momentum=momentum,
         dampening=dampening, weight_decay_scaling=scaling,
     )
     w_star, b_star = ridge(problem, coupled)
@@ -173,8 +185,8 @@ BAD_INPUT = [
      r"momentum must be in \[0, 1\)"),
     (conversions.decoupled_from_coupled, (1.0,), {"lr": 0.1, "dampening": -0.1},
      r"dampening must be in \[0, 1\)"),
-    (conversions.decoupled_from_coupled, (1.0,), {"lr": 0.1, "initial_lr": -1.0},
-     "initial_lr must be > 0"),
+    (conversions.decoupled_from_coupled, (1.0,), {"lr": 0.1, "lr_ref": -1.0},
+     "lr_ref must be > 0"),
     (conversions.decoupled_from_coupled, (1.0,), {"lr": 0.1, "weight_decay_scaling": "epoch"},
      "weight_decay_scaling.*'lr', 'schedule', 'none'"),
     (conversions.torch_from_paper, (float("nan"),), {"lr": 0.1}, "weight_decay must be finite"),
@@ -219,17 +231,17 @@ def test_public_names():
 
 
 @settings(max_examples=50)
-@given(weight_decay=positive, lr=positive, initial_lr=positive, momentum=fractions,
+@given(weight_decay=positive, lr=positive, lr_ref=positive, momentum=fractions,
        dampening=fractions)
-def test_lr_is_optional_exactly_where_it_cancels(weight_decay, lr, initial_lr, momentum,
+def test_lr_is_optional_exactly_where_it_cancels(weight_decay, lr, lr_ref, momentum,
                                                  dampening):
     shape = {"momentum": momentum, "dampening": dampening}
     for convert in (conversions.coupled_from_decoupled, conversions.decoupled_from_coupled):
         # "lr": s = lr cancels.
         assert convert(weight_decay, **shape) == pytest.approx(
             convert(weight_decay, lr=lr, **shape), rel=1e-12)
-        # "schedule" with the schedule's start given: s = lr/initial_lr, lr cancels.
-        schedule = {**shape, "weight_decay_scaling": "schedule", "initial_lr": initial_lr}
+        # "schedule" with the schedule's start given: s = lr/lr_ref, lr cancels.
+        schedule = {**shape, "weight_decay_scaling": "schedule", "lr_ref": lr_ref}
         assert convert(weight_decay, **schedule) == pytest.approx(
             convert(weight_decay, lr=lr, **schedule), rel=1e-12)
 
@@ -239,7 +251,7 @@ def test_lr_is_optional_exactly_where_it_cancels(weight_decay, lr, initial_lr, m
     [
         ({"weight_decay_scaling": "none"}, "lr is needed with weight_decay_scaling='none'"),
         ({"weight_decay_scaling": "schedule"}, "lr is needed with weight_decay_scaling='schedule'"
-         " unless initial_lr is given"),
+         " unless lr_ref is given"),
     ],
 )
 def test_lr_is_asked_for_where_it_does_not_cancel(kwargs, message):

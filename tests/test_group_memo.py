@@ -146,9 +146,10 @@ class _TorchSGD:
     """torch.optim.SGD following l2optim's settings, with decoupled decay written by hand.
 
     With momentum the decay is ``p ← p·(1 − s·λ)`` before torch's step; without it, it is
-    torch's own weight_decay λ·s/lr (the same update: DESIGN.md). ``settings`` holds, per
-    group, the entries of the l2optim group it follows, changed by the test as it changes
-    those: the oracle never reads the optimizer under test.
+    torch's own weight_decay λ·s/lr (the same update: docs/conventions.md, "The update
+    rules"). ``settings`` holds, per group, the entries of the l2optim group it follows,
+    changed by the test as it changes those: the oracle never reads the optimizer under
+    test.
     """
 
     def __init__(self, params: list[nn.Parameter], ours: torch.optim.Optimizer) -> None:

@@ -1,7 +1,8 @@
 """Contract tests for l2optim.SGD, Adam and RMSprop over the configuration table.
 
 * coupled decay gives torch.optim's numbers (bit for bit where the same kernel runs);
-* decoupled decay follows the DESIGN.md rule, written out in tests/_configs.py;
+* decoupled decay follows the rule of docs/conventions.md ("The update rules"), written
+  out in tests/_configs.py;
 * state_dict keeps torch's layout, adds our settings and round-trips;
 * dtypes are preserved; bad values raise torch's own errors, and ours are clear.
 """

@@ -1,7 +1,8 @@
 """``with_weight_decay``: both forms for optimizers l2optim does not define.
 
 Coupled decay must equal the base class's own (coupled L2) ``weight_decay``; decoupled
-decay must equal the DESIGN.md rule written out around the base update with λ = 0.
+decay must equal the rule of docs/conventions.md ("The update rules") written out around
+the base update with λ = 0.
 """
 
 from __future__ import annotations
