@@ -13,6 +13,7 @@ import torch.optim as _torch_optim
 
 from l2optim import conversions, data
 from l2optim._curve import CVCurve, Evaluation, LambdaAtEdgeWarning
+from l2optim._decay import LrAboveReferenceWarning
 from l2optim._fast import LambdaRace, select_lambda_fast
 from l2optim._groups import decay_groups
 from l2optim._kfold import KFoldObjective, kfold_objective, kfold_splits
@@ -35,6 +36,7 @@ __all__ = [
     "LambdaAtEdgeWarning",
     "LambdaRace",
     "LambdaSearch",
+    "LrAboveReferenceWarning",
     "ObjectiveError",
     "FoldTrainer",
     "KFoldObjective",

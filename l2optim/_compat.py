@@ -9,7 +9,9 @@ module breaks, loudly and in one place (``tests/test_compat.py`` checks each ass
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +38,7 @@ __all__ = [
     "hooked_step",
     "restore_capturable",
     "set_step_unscales",
+    "warn_in_user_code",
     "step_body",
     "step_unscales",
 ]
@@ -196,6 +199,24 @@ def _grad_mode_update(
     finally:
         torch._dynamo.graph_break()
         torch.set_grad_enabled(previous)
+
+
+# -- warnings ----------------------------------------------------------------------------
+
+# A step reaches l2optim's code through torch's wrappers (the hooks, an lr scheduler's
+# patch of ``optimizer.step``): a warning is attributed to the first frame outside both.
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(path) + os.sep
+    for path in (sys.modules[__name__.partition(".")[0]].__file__, _optimizer.__file__)
+)
+
+
+def warn_in_user_code(message: str, category: type[Warning]) -> None:
+    """``warnings.warn``, pointing at the line of the caller's code that led here."""
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
 
 
 # -- torch.compile ---------------------------------------------------------------------

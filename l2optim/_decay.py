@@ -26,7 +26,9 @@ from l2optim import _compat
 from l2optim._validation import check_real
 
 __all__ = [
+    "LR_ABOVE_REF_RATIO",
     "WEIGHT_DECAY_SCALINGS",
+    "LrAboveReferenceWarning",
     "add_coupled_decay",
     "check_lr_ref",
     "check_weight_decay",
@@ -41,6 +43,15 @@ __all__ = [
 WEIGHT_DECAY_SCALINGS = ("lr", "schedule", "none")
 
 Scalar = float | Tensor
+
+#: How far above its ``lr_ref`` a group's lr may rise under ``"schedule"`` before the
+#: optimizer warns: twice the decay per step that ``weight_decay`` names.
+LR_ABOVE_REF_RATIO = 2.0
+
+
+class LrAboveReferenceWarning(UserWarning):
+    """Under ``weight_decay_scaling="schedule"`` a group's lr rose well above its ``lr_ref``,
+    so each step decays by a multiple of the ``weight_decay`` the user set."""
 
 
 def check_weight_decay(weight_decay: Scalar, where: str = "weight_decay") -> None:
@@ -80,6 +91,35 @@ def decay_scale(scaling: str, lr: Scalar, lr_ref: Scalar | None) -> Scalar:
         return 1.0
     check_weight_decay_scaling(scaling, decoupled=True)
     raise AssertionError("unreachable")
+
+
+def lr_above_reference(index: int, group: dict, scale: Scalar) -> str | None:
+    """The warning to give when ``"schedule"``'s s = lr/lr_ref exceeds ``LR_ABOVE_REF_RATIO``.
+
+    A scheduler that peaks above the lr the optimizer was built with (OneCycleLR's
+    ``max_lr``, a warm-up to a higher lr) multiplies the decay by s at its peak, silently.
+    """
+    if isinstance(scale, Tensor):
+        if scale.device.type != "cpu":
+            return None  # reading it would cost a synchronisation
+        scale = float(scale)
+    if not scale > LR_ABOVE_REF_RATIO:
+        return None
+    peak = group.get("max_lr")  # OneCycleLR declares its peak in the group
+    fix = (
+        f"set param_group['lr_ref'] = param_group['max_lr'] = {float(peak):.6g} (the peak "
+        "OneCycleLR declares)"
+        if isinstance(peak, (int, float))
+        else "set param_group['lr_ref'] to the peak of the schedule"
+    )
+    return (
+        f"param group {index}: lr = {float(group['lr']):.6g} is {scale:.3g} times its "
+        f"lr_ref = {float(group['lr_ref']):.6g}. With weight_decay_scaling='schedule' each step "
+        f"decays the weights by (lr / lr_ref) * weight_decay, here {scale:.3g} times the "
+        f"weight_decay = {float(group['weight_decay']):.6g} you set. lr_ref is the lr the group "
+        f"was created with; if weight_decay was meant at the schedule's peak, {fix}. "
+        "Warned once per param group."
+    )
 
 
 def check_lr_ref(lr_ref: Scalar | None, where: str = "lr_ref") -> None:

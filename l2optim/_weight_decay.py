@@ -257,6 +257,8 @@ class WeightDecayMixin:
         factor = scale = None
         if decoupled:
             scale = _decay_scale(index, group)
+            if group["weight_decay_scaling"] == "schedule" and not torch.compiler.is_compiling():
+                self._warn_if_lr_above_reference(index, group, scale)
             factor = _decay.decoupled_factor(scale, weight_decay)
             _check_factor(index, group, factor, scale)
         if self._needs_own_update(group, decoupled):
@@ -281,6 +283,15 @@ class WeightDecayMixin:
             factor=factor,
             decay_foreach=self._use_foreach(group),
         )
+
+    def _warn_if_lr_above_reference(self, index: int, group: dict[str, Any], scale: Any) -> None:
+        warned = self.__dict__.setdefault("_warned_lr_above_reference", set())
+        if id(group) in warned:
+            return
+        message = _decay.lr_above_reference(index, group, scale)
+        if message is not None:
+            warned.add(id(group))
+            _compat.warn_in_user_code(message, _decay.LrAboveReferenceWarning)
 
     def _default_implementation(self, group: dict[str, Any]) -> dict[str, Any]:
         """What the base update runs when the user chose no implementation for the group.

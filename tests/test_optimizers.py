@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from typing import Any
 
 import pytest
@@ -567,3 +568,44 @@ def test_decay_of_exactly_one_is_refused(name: str, implementation: str) -> None
         take_steps(optimizer, params, 0)
     assert_same(params, before, exact=True)
     assert not optimizer.state
+
+
+# -- "schedule" with an lr that rises above lr_ref -------------------------------------------
+
+
+def _one_cycle_run(scaling: str, *, lr_ref: float | None = None, steps: int = 40) -> list:
+    """AdamW built at lr=1e-3 under OneCycleLR(max_lr=1e-2), as a user switching over writes
+    it; the warnings its steps give."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 1))
+    groups = l2optim.decay_groups(model, 0.05)
+    opt = l2optim.AdamW(groups, lr=1e-3, weight_decay_scaling=scaling)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=steps)
+    if lr_ref is not None:
+        for group in opt.param_groups:
+            group["lr_ref"] = lr_ref
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(steps):
+            opt.zero_grad()
+            model(torch.randn(8, 4)).pow(2).mean().backward()
+            opt.step()
+            schedule.step()
+    return [w for w in caught if issubclass(w.category, l2optim.LrAboveReferenceWarning)]
+
+
+def test_schedule_scaling_warns_once_per_group_when_the_lr_rises_above_lr_ref():
+    caught = _one_cycle_run("schedule")
+    # Only the decayed group decays; it is warned once, at the step that crossed 2·lr_ref.
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("param group 0: lr = 0.002")
+    assert "lr_ref = 0.001" in message and "weight_decay = 0.05" in message
+    assert "param_group['lr_ref'] = param_group['max_lr'] = 0.01" in message
+    assert caught[0].filename == __file__  # the user's opt.step(), not l2optim's internals
+
+
+@pytest.mark.parametrize(("scaling", "lr_ref"), [("schedule", 1e-2), ("lr", None), ("none", None)])
+def test_no_lr_ref_warning_where_the_decay_is_what_was_asked(scaling, lr_ref):
+    # lr_ref at the peak, or a scaling that does not read lr_ref.
+    assert _one_cycle_run(scaling, lr_ref=lr_ref) == []
