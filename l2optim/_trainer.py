@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterator
@@ -58,10 +59,16 @@ class FoldTrainer:
     validation score, so a λ search counts it as +inf and goes on.
 
     **Determinism.** Every call seeds torch with ``seed`` (inside
-    :func:`torch.random.fork_rng`, leaving the caller's generator alone) before building
-    the model, and shuffles batches with its own generator: the same arguments give
-    the same number, in this process or in a worker, and every fold and λ starts from
-    the same initial weights.
+    :func:`torch.random.fork_rng`, leaving the caller's generator alone) and builds the
+    model under torch's own defaults, float32 on the CPU, whatever default dtype or
+    device the process has set, before moving it to ``X``'s device and dtype; it
+    shuffles batches with its own generator. So every fold and λ starts from the same
+    initial weights, and the same arguments give the same number in this process and
+    in a worker process, forked or fresh (the pool of ``workers=N``, a dask worker),
+    with the same torch build and device, on one condition: the same number of torch
+    threads where the data is large. torch's CPU kernels split a tensor's work over
+    threads only beyond 32,768 elements, and the pieces then add up in another order;
+    the library's worker pool runs one thread, as ``torch.set_num_threads(1)`` does here.
 
     **Standardising.** With ``standardize=True`` each call scales every feature of X
     and every output of y to mean 0 and standard deviation 1 *on its training rows*
@@ -241,13 +248,15 @@ class FoldTrainer:
         return 1e-5 * top, 10.0 * top
 
     def _new_model(self) -> nn.Module:
-        # Built where the factory builds it, under the seed, then moved: the same initial
-        # weights whatever the device of the data.
+        # Built under the seed and torch's own defaults, then moved: the same initial
+        # weights whatever the device of the data, and whatever default dtype or device
+        # this process set (a worker process starts with torch's).
         torch.manual_seed(self.seed)
-        if isinstance(self.model_factory, nn.Module):
-            model = copy.deepcopy(self.model_factory)
-        else:
-            model = self.model_factory()
+        with torch.device("cpu"), _default_dtype(torch.float32):
+            if isinstance(self.model_factory, nn.Module):
+                model = copy.deepcopy(self.model_factory)
+            else:
+                model = self.model_factory()
         model = model.to(device=self.X.device)
         if self.X.is_floating_point():
             model = model.to(dtype=self.X.dtype)
@@ -372,6 +381,16 @@ class Standardized(nn.Module):
         if prediction.ndim == self.y_mean.ndim + 2 and prediction.shape[-1] == 1:
             prediction = prediction.squeeze(-1)  # a head of width 1 for a 1-D target
         return prediction * self.y_scale + self.y_mean
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _aligned(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

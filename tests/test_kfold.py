@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import multiprocessing
 import pickle
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -141,14 +143,42 @@ def test_a_failing_fold_raises_through_the_executor():
             objective(0.1)
 
 
+@contextlib.contextmanager
+def another_default_dtype_and_threads():
+    """What a user's script (or an earlier test) may have set in this process: a worker
+    process starts with torch's defaults instead."""
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
+        torch.set_num_threads(threads)
+
+
 def test_process_pool_gives_exactly_the_serial_scores():
+    """FoldTrainer's promise: the same number here and in a fresh worker process, with this
+    process in another state than the worker's (small data: see its docstring).
+
+    The workers are spawned, as ``workers=N`` spawns them: forking this process, whose
+    other threads (pytest-xdist's, tqdm's monitor, Inductor's) may hold a lock at that
+    moment, can leave a worker hung.
+    """
     trainer = small_trainer()
     serial = kfold_objective(trainer, len(Y), folds=4)
-    # One torch thread per worker: two workers on two cores, no oversubscription.
-    with ProcessPoolExecutor(2, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+    pool = ProcessPoolExecutor(
+        2,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=torch.set_num_threads,
+        initargs=(1,),
+    )
+    with pool, another_default_dtype_and_threads():
         parallel = kfold_objective(trainer, len(Y), folds=4, executor=pool)
-        assert parallel(1e-2) == serial(1e-2)
-        assert parallel(0.5) == serial(0.5)
+        for lam in (1e-2, 0.5):
+            expected = serial(lam)
+            assert parallel(lam) == expected
+    assert serial(1e-2) == kfold_objective(trainer, len(Y), folds=4)(1e-2)
 
 
 def test_select_lambda_runs_on_a_kfold_objective():
