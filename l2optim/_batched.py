@@ -343,8 +343,9 @@ class ModelStack:
         y_mean, y_scale = [], []
         for f in self.folds.tolist():
             scaling = data[f].scaling
-            y_mean.append(ones * 0 if scaling is None else scaling.y_mean)
-            y_scale.append(ones if scaling is None else scaling.y_scale)
+            unscaled = scaling is None or scaling.y_scale is None
+            y_mean.append(ones * 0 if unscaled else scaling.y_mean)
+            y_scale.append(ones if unscaled else scaling.y_scale)
         return torch.stack(y_mean), torch.stack(y_scale)
 
     def _inputs(self, rows: Tensor) -> tuple[Tensor, Tensor]:

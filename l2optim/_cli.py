@@ -11,6 +11,10 @@
 * ``--fast``: the same trained models, λ raced by :func:`l2optim.select_lambda_fast`
   within ``--budget`` training runs, its cost printed.
 
+A target of a few integer values (class labels) is a classification, ``--task`` says so
+explicitly: the model is trained with cross-entropy and scored by the validation log
+loss, and the accuracy at the chosen λ is reported.
+
 ``--demo`` uses the diabetes data shipped in :mod:`l2optim.data`. The command only
 declares its options and calls the public API: bad input, found by the library, ends it
 with exit status 2 and one line on stderr, ``l2optim: error: ...``, before any training.
@@ -19,6 +23,7 @@ with exit status 2 and one line on stderr, ``l2optim: error: ...``, before any t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import inspect
 import json
@@ -33,8 +38,10 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import l2optim
+from l2optim._race import STOP_REASONS
 
 __all__ = ["main"]
 
@@ -49,6 +56,8 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "rmsprop": (l2optim.RMSprop, {}),
 }
 MLP_HIDDEN = 32
+#: --task auto takes an integer target with at most this many values for class labels.
+MAX_DETECTED_CLASSES = 20
 #: The options of the trained search and their defaults (None: the library's).
 TRAINING_DEFAULTS: dict[str, Any] = {
     "optimizer": "sgd",
@@ -104,15 +113,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="choose λ for a model of a CSV file by k-fold cross-validation",
         description=(
             "Choose the weight decay λ of a model of one column of a CSV file from the others, "
-            "by k-fold cross-validation. The file has a header row and numbers only. Inside "
-            "each fold the features are standardised on the training rows (mean 0, standard "
-            "deviation 1), as a scikit-learn Pipeline would; scores are validation mean "
-            "squared errors in the target's units. --model ridge is answered exactly, by "
-            "l2optim.ridge_cv on the same folds: λ minimises (1/2n)||Xw + b - y||^2 + "
-            "(λ/2)||w||^2 on each training fold. --trained (and --model mlp) trains the model "
-            "with an l2optim optimizer instead (target standardised too), searching a log grid "
-            "and then Brent's method on log λ; λ decays weights, not biases. One torch thread "
-            "per process; --workers trains folds in parallel."
+            "by k-fold cross-validation. The file has a header row and numbers only (an "
+            "unnamed first column, the index pandas writes, is left out; --drop leaves out "
+            "others). Inside each fold the features are standardised on the training rows "
+            "(mean 0, standard deviation 1), as a scikit-learn Pipeline would. Regression "
+            "scores are validation mean squared errors in the target's units: --model ridge "
+            "is answered exactly, by l2optim.ridge_cv on the same folds (λ minimises "
+            "(1/2n)||Xw + b - y||^2 + (λ/2)||w||^2 on each training fold); --trained (and "
+            "--model mlp) trains the model with an l2optim optimizer instead (target "
+            "standardised too), searching a log grid and then Brent's method on log λ. "
+            "Classification (a target of class labels) trains with cross-entropy, scores the "
+            "validation log loss and reports the accuracy at the chosen λ. λ decays weights, "
+            "not biases. One torch thread per process; --workers trains folds in parallel."
         ),
     )
     data = select.add_argument_group("data")
@@ -122,6 +134,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "--sep",
         metavar="CHAR",
         help="the field separator (default: the one of , ; tab | that fits the file)",
+    )
+    data.add_argument(
+        "--drop",
+        nargs="+",
+        default=(),
+        metavar="COL",
+        help="leave these columns out (an identifier, say); they need not hold numbers",
+    )
+    data.add_argument(
+        "--task",
+        choices=["auto", "regression", "classification"],
+        default="auto",
+        help="classification: the target's values are class labels, trained with "
+        "cross-entropy and scored by log loss (accuracy reported); auto: classification "
+        f"when the target holds at most {MAX_DETECTED_CLASSES} distinct integers "
+        "(default: %(default)s)",
     )
     data.add_argument(
         "--demo",
@@ -134,8 +162,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=["ridge", "mlp"],
         default="ridge",
-        help=f"ridge: a linear model; mlp: one hidden layer of {MLP_HIDDEN} tanh units "
-        "(default: %(default)s)",
+        help=f"ridge: a linear model (logistic regression for classification, always "
+        f"trained); mlp: one hidden layer of {MLP_HIDDEN} tanh units (default: %(default)s)",
     )
     model.add_argument(
         "--trained",
@@ -177,7 +205,12 @@ def _build_parser() -> argparse.ArgumentParser:
         type=_output_file,
         help="append each evaluation to FILE (JSON lines); rerun to resume",
     )
-    race = select.add_argument_group("fast search")
+    race = select.add_argument_group(
+        "fast search",
+        "The race ends refining λ at its last rung for one of these reasons (the 'stop' it "
+        "prints): " + "; ".join(f"{stop}: {why}" for stop, why in STOP_REASONS.items())
+        + ".",
+    )
     race.add_argument(
         "--fast",
         action="store_true",
@@ -243,6 +276,8 @@ def _settle_options(args: argparse.Namespace) -> None:
         raise ValueError("give either DATA.csv with --target COL, or --demo")
     if args.data is not None and args.target is None:
         raise ValueError("--target COL is required with DATA.csv")
+    if args.target is not None and args.target in args.drop:
+        raise ValueError(f"--drop {args.target} leaves out the --target column")
     args.trained = args.trained or args.model == "mlp" or args.fast
     if args.folds is None:
         args.folds = _library_default(l2optim.select_lambda_fast, "folds") if args.fast else 5
@@ -254,6 +289,14 @@ def _settle_options(args: argparse.Namespace) -> None:
                 f"--{name.replace('_', '-')} does not apply to --fast (its runs train as one "
                 "stack in this process and keep no log)"
             )
+    if args.task == "classification":
+        args.trained = True
+
+
+def _settle_training(args: argparse.Namespace, task: _Task) -> None:
+    """The training options' defaults, once the target tells whether the search trains:
+    a classifier has no closed form, so its logistic regression is trained."""
+    args.trained = args.trained or task.labels is not None
     for name, default in TRAINING_DEFAULTS.items():
         given = getattr(args, name)
         if given is not None and not args.trained:
@@ -266,24 +309,72 @@ def _settle_options(args: argparse.Namespace) -> None:
             setattr(args, name, default)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Task:
+    """Regression, or classification with its class labels (the target's values)."""
+
+    labels: np.ndarray | None = None
+    detected: bool = False
+
+    @property
+    def classes(self) -> int:
+        return 0 if self.labels is None else len(self.labels)
+
+    def header(self, target: str) -> str:
+        if self.labels is None:
+            return f"target {target!r}"
+        shown = ", ".join(f"{v:g}" for v in self.labels[:6]) + (", …" if self.classes > 6 else "")
+        why = (
+            "detected from its integer values; --task regression to fit them as numbers"
+            if self.detected else "as asked"
+        )
+        return f"target {target!r} as {self.classes} classes ({shown}; {why})"
+
+
+def _task(asked: str, y: np.ndarray) -> _Task:
+    labels = np.unique(y)
+    if asked == "regression":
+        return _Task()
+    integers = bool(np.all(labels == np.round(labels)))
+    if asked == "auto" and not (integers and 2 <= len(labels) <= MAX_DETECTED_CLASSES):
+        return _Task()
+    if len(labels) < 2:
+        raise ValueError(f"classification needs at least two classes; the target holds one value, {labels[0]:g}")
+    return _Task(labels, detected=asked == "auto")
+
+
 # --------------------------------------------------------------------------- the search
 
 
-def _mlp(n_features: int, hidden: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+def _mlp(n_features: int, hidden: int, outputs: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, outputs))
 
 
-def _trainer(args: argparse.Namespace, X: np.ndarray, y: np.ndarray) -> l2optim.FoldTrainer:
+def _error_rate(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """1 − accuracy, lower is better as every score: the accuracy reported for a classifier."""
+    return (logits.argmax(dim=-1) != labels).double().mean()
+
+
+def _trainer(
+    args: argparse.Namespace, X: np.ndarray, y: np.ndarray, task: _Task, score: Any = None
+) -> l2optim.FoldTrainer:
     optimizer, fixed = OPTIMIZERS[args.optimizer]
-    n_features = X.shape[1]
+    n_features, outputs = X.shape[1], max(task.classes, 1)
     if args.model == "ridge":
-        factory = functools.partial(nn.Linear, n_features, 1)
+        factory = functools.partial(nn.Linear, n_features, outputs)
     else:
-        factory = functools.partial(_mlp, n_features, MLP_HIDDEN)
+        factory = functools.partial(_mlp, n_features, MLP_HIDDEN, outputs)
+    if task.labels is None:
+        target, loss = torch.as_tensor(y, dtype=torch.float32), None
+    else:
+        target = torch.as_tensor(np.searchsorted(task.labels, y), dtype=torch.long)
+        loss = F.cross_entropy  # its mean over the held-out rows is the log loss
     return l2optim.FoldTrainer(
         factory,
         torch.as_tensor(X, dtype=torch.float32),
-        torch.as_tensor(y, dtype=torch.float32),
+        target,
+        loss=loss,
+        score=score,
         optimizer=optimizer,
         optimizer_kwargs={**fixed, "lr": args.lr},
         decoupled_weight_decay=args.decoupled,
@@ -294,11 +385,18 @@ def _trainer(args: argparse.Namespace, X: np.ndarray, y: np.ndarray) -> l2optim.
     )
 
 
+def _accuracy(args: argparse.Namespace, X, y, task: _Task, lam: float, folds: int) -> float:
+    """The mean validation accuracy at ``lam`` over ``folds`` folds of the command's seed."""
+    trainer = _trainer(args, X, y, task, score=_error_rate)
+    errors = l2optim.kfold_objective(trainer, len(y), folds=folds, random_state=args.seed)(lam)
+    return 1.0 - float(np.mean(errors))
+
+
 def _trained_search(
-    args: argparse.Namespace, X: np.ndarray, y: np.ndarray
+    args: argparse.Namespace, X: np.ndarray, y: np.ndarray, task: _Task
 ) -> l2optim.LambdaSearch:
     objective = l2optim.kfold_objective(
-        _trainer(args, X, y),
+        _trainer(args, X, y, task),
         len(y),
         folds=args.folds,
         random_state=args.seed,
@@ -315,10 +413,12 @@ def _trained_search(
         )
 
 
-def _race(args: argparse.Namespace, X: np.ndarray, y: np.ndarray) -> l2optim.LambdaRace:
+def _race(
+    args: argparse.Namespace, X: np.ndarray, y: np.ndarray, task: _Task
+) -> l2optim.LambdaRace:
     budget = _library_default(l2optim.select_lambda_fast, "budget")
     return l2optim.select_lambda_fast(
-        _trainer(args, X, y),
+        _trainer(args, X, y, task),
         args.bounds,
         budget=budget if args.budget is None else args.budget,
         folds=args.folds,
@@ -363,7 +463,7 @@ def _report(args: argparse.Namespace, curve: l2optim.CVCurve, setting: dict[str,
         "lambda_1se": curve.lambda_1se,
         "at_edge": curve.at_edge,
         "bounds": list(curve.bounds),
-        "score": f"validation MSE of {setting['target']!r}, in its units",
+        "gain_over_smallest_lambda": curve.gain_over_smallest(),
         "evaluations": rows,
     }
     if isinstance(curve, l2optim.LambdaRace):
@@ -382,10 +482,10 @@ def _report(args: argparse.Namespace, curve: l2optim.CVCurve, setting: dict[str,
     return report
 
 
-def _print_table(report: dict[str, Any]) -> None:
+def _print_table(report: dict[str, Any], curve: l2optim.CVCurve) -> None:
     where = (
         f"{report['data']}: {report['n_samples']} rows, {report['n_features']} features, "
-        f"target {report['target']!r}; "
+        f"{report['target_description']}; "
     )
     if report["method"] == "ridge_cv":
         how = (
@@ -394,42 +494,46 @@ def _print_table(report: dict[str, Any]) -> None:
         )
     else:
         form = "decoupled" if report["decoupled"] else "coupled"
+        model = report["model"]
+        if report["task"] == "classification":
+            model = "logistic regression" if model == "ridge" else f"{model} classifier"
+        scaled = "features" if report["task"] == "classification" else "features and target"
         how = (
             ("λ raced (l2optim.select_lambda_fast), " if report["method"] == "race" else "")
-            + f"{report['model']} trained with {report['optimizer']} ({form} weight decay), "
-            f"{report['folds']}-fold CV, features and target standardised within each "
-            "training fold"
+            + f"{model} trained with {report['optimizer']} ({form} weight decay), "
+            f"{report['folds']}-fold CV, {scaled} standardised within each training fold"
         )
     print(where + how)
-    print(f"{'lambda':>12}  {'mean MSE':>12}  {'se':>12}")
-    marks = {report["lambda_min"]: "  <- min", report["lambda_1se"]: "  <- 1se"}
-    for row in report["evaluations"]:
-        mean = "diverged" if row["mean"] is None else f"{row['mean']:.6g}"
-        se = "" if row["se"] is None else f"{row['se']:.4g}"
-        print(f"{row['lambda']:12.4e}  {mean:>12}  {se:>12}{marks.get(row['lambda'], '')}")
-    print(
-        f"scores: validation MSE of {report['target']!r} in its units (predicting the mean "
-        f"scores about its variance, {report['target_variance']:.6g})"
-    )
+    for note in report["notes"]:
+        print(f"note: {note}")
+    print(curve.summary(title=False, score=report["score_heading"]))
+    print(f"scores: {report['score']}")
     if report["at_edge"] is not None:
         side = "below" if report["at_edge"] == "lower" else "above"
-        lo, hi = report["evaluations"][0]["lambda"], report["evaluations"][-1]["lambda"]
+        lo, hi = report["bounds"]
         print(
-            f"note: lambda_min is at the {report['at_edge']} end of the searched range "
-            f"[{lo:.4g}, {hi:.4g}]; the best lambda may lie {side} it: widen --bounds"
+            f"note: lambda_min is at the {report['at_edge']} end of the search bounds "
+            f"[{lo:.4g}, {hi:.4g}]; the best lambda may lie {side} them: widen --bounds"
         )
     race = report.get("race")
     if race is not None:
         rungs = ", ".join(f"{len(r['lambdas'])} λ × {r['epochs']}" for r in race["rungs"])
         print(
             f"race: rungs of {rungs} epochs; the scores above are after {race['epochs']} "
-            f"epochs (stop: {race['stop']}); each run trained at {race['train_scale']:.4g} λ, "
-            f"so that λ is on {race['reference_folds']}-fold CV's scale"
+            f"epochs (stop: {race['stop']}: {STOP_REASONS[race['stop']]}); each run trained "
+            f"at {race['train_scale']:.4g} λ, so that λ is on {race['reference_folds']}-fold "
+            "CV's scale"
         )
         print(
             f"cost: {race['run_equivalents']:.2f} training-run equivalents "
             f"({race['optimizer_steps']} optimizer steps, {race['steps_per_run']} per run), "
             f"{race['seconds']:.1f} s"
+        )
+    if report.get("accuracy") is not None:
+        print(
+            f"accuracy at the chosen lambda: {report['accuracy']:.4g}, the mean over "
+            f"{report['accuracy_folds']} validation folds ({report['accuracy_folds']} more "
+            "trainings, not counted above)"
         )
     how = report["rule"]
     if race is not None and how == "min":
@@ -437,7 +541,7 @@ def _print_table(report: dict[str, Any]) -> None:
     print(f"chosen lambda ({how}): {report['lambda']:.6g}")
 
 
-def _save_plot(curve: l2optim.CVCurve, path: str, target: str) -> None:
+def _save_plot(curve: l2optim.CVCurve, path: str, score: str) -> None:
     try:
         import matplotlib
 
@@ -446,9 +550,52 @@ def _save_plot(curve: l2optim.CVCurve, path: str, target: str) -> None:
     except ImportError:
         raise ValueError("--plot needs matplotlib: pip install 'l2optim[plot]'") from None
     ax = curve.plot()
-    ax.set_ylabel(f"validation MSE of {target!r}")
+    ax.set_ylabel(score)
     ax.figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(ax.figure)
+
+
+def _row_counters(X: np.ndarray, features: list[str]) -> list[str]:
+    """Features that count the rows (0, 1, 2, …): identifiers, most likely, not features."""
+    steps = np.diff(X, axis=0)
+    return [
+        name for j, name in enumerate(features)
+        if len(X) > 2 and np.all(X[:, j] == np.round(X[:, j])) and np.all(np.abs(steps[:, j]) == 1)
+        and len(np.unique(steps[:, j])) == 1
+    ]
+
+
+def _notes(table: l2optim.data.Table, X: np.ndarray, features: list[str]) -> list[str]:
+    notes = []
+    if "" in table.dropped:
+        notes.append(
+            "left out the unnamed first column (the index pandas' to_csv writes); "
+            "--drop COL leaves out others"
+        )
+    notes += [
+        f"column {name!r} counts the rows (an identifier?); --drop {name} leaves it out"
+        for name in _row_counters(X, features)
+    ]
+    return notes
+
+
+def _scores(task: _Task, target: str, y: np.ndarray) -> tuple[str, str, str]:
+    """(what the scores are, the table's heading, the plot's label)."""
+    if task.labels is None:
+        return (
+            f"validation MSE of {target!r} in its units (predicting the mean scores about its "
+            f"variance, {float(np.var(y)):.6g})",
+            "mean MSE",
+            f"validation MSE of {target!r}",
+        )
+    frequencies = np.unique(y, return_counts=True)[1] / len(y)
+    entropy = float(-(frequencies * np.log(frequencies)).sum())
+    return (
+        f"validation log loss (mean cross-entropy, in nats) of the classes of {target!r} "
+        f"(predicting the class frequencies scores about their entropy, {entropy:.4g})",
+        "log loss",
+        f"validation log loss of {target!r}",
+    )
 
 
 def _select_lambda(args: argparse.Namespace) -> int:
@@ -458,19 +605,28 @@ def _select_lambda(args: argparse.Namespace) -> int:
         target = args.target or l2optim.data.DIABETES_TARGET
     else:
         path, target = Path(args.data), args.target
-    X, y, features = l2optim.data.read_csv(path, sep=args.sep).split(target)
+    table = l2optim.data.read_csv(path, sep=args.sep, drop=args.drop)
+    X, y, features = table.split(target)
+    task = _task(args.task, y)
+    _settle_training(args, task)
     torch.set_num_threads(1)  # small models: parallelism comes from --workers
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", l2optim.LambdaAtEdgeWarning)  # a note says it below
         if args.fast:
-            curve = _race(args, X, y)
+            curve = _race(args, X, y, task)
         elif args.trained:
-            curve = _trained_search(args, X, y)
+            curve = _trained_search(args, X, y, task)
         else:
             curve = _closed_form(args, X, y)
+    score, heading, label = _scores(task, target, y)
     setting: dict[str, Any] = {
         "data": path.name,
         "target": target,
+        "target_description": task.header(target),
+        "task": "regression" if task.labels is None else "classification",
+        "classes": None if task.labels is None else task.labels.tolist(),
+        "dropped": list(table.dropped),
+        "notes": _notes(table, X, features),
         "n_samples": int(X.shape[0]),
         "n_features": len(features),
         "target_variance": float(np.var(y)),
@@ -478,6 +634,8 @@ def _select_lambda(args: argparse.Namespace) -> int:
         "method": "race" if args.fast else "trained" if args.trained else "ridge_cv",
         "folds": args.folds,
         "seed": args.seed,
+        "score": score,
+        "score_heading": heading,
     }
     if args.trained:
         setting.update(
@@ -485,12 +643,17 @@ def _select_lambda(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
         )
     report = _report(args, curve, setting)
+    if task.labels is not None:
+        # The race's λ is on reference_folds-fold CV's scale: its accuracy is measured there.
+        folds = report["race"]["reference_folds"] if args.fast else args.folds
+        report["accuracy"] = _accuracy(args, X, y, task, report["lambda"], folds)
+        report["accuracy_folds"] = folds
     if args.plot is not None:
-        _save_plot(curve, args.plot, target)
+        _save_plot(curve, args.plot, label)
     if args.json:
         print(json.dumps(report))
     else:
-        _print_table(report)
+        _print_table(report, curve)
     return 0
 
 

@@ -109,9 +109,17 @@ def _read_only(values: Iterable[float | None]) -> np.ndarray:
     return array
 
 
-@dataclass(frozen=True, eq=False)
+#: Points closer than this (in decades of λ) to a point already shown are left out of
+#: :meth:`CVCurve.summary`: a refinement's points crowd around the λ it refines.
+SUMMARY_GAP_DECADES = 0.2
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class CVCurve:
     """A cross-validation curve over λ and the λ chosen from it.
+
+    ``print(curve)`` shows the choices in one line; :meth:`summary` the curve as a
+    table, :meth:`to_dataframe` every point as a pandas ``DataFrame``.
 
     Attributes:
         lambdas: every λ evaluated, ascending (read-only array).
@@ -171,10 +179,10 @@ class CVCurve:
         if edge is None:
             return
         side = "below" if edge == "lower" else "above"
-        lo, hi = self.lambdas[0], self.lambdas[-1]
+        lo, hi = self.bounds
         warnings.warn(
-            f"lambda_min={self.lambda_min:.3g} is at the {edge} end of the searched range "
-            f"[{lo:.3g}, {hi:.3g}]: the best λ may lie {side} it; widen the bounds",
+            f"lambda_min={self.lambda_min:.3g} is at the {edge} end of the search bounds "
+            f"[{lo:.3g}, {hi:.3g}]: the best λ may lie {side} them; widen the bounds",
             LambdaAtEdgeWarning,
             stacklevel=stacklevel,
         )
@@ -212,6 +220,111 @@ class CVCurve:
         ax.legend()
         return ax
 
+    # -- reading it --------------------------------------------------------------------
+
+    def _choices(self) -> dict[str, float | None]:
+        """The λ this curve chooses, by name, each marked in :meth:`summary`."""
+        return {"lambda_min": self.lambda_min, "lambda_1se": self.lambda_1se}
+
+    def _facts(self) -> dict[str, Any]:
+        """What a one-line description adds to the choices (subclasses extend it)."""
+        return {"at_edge": self.at_edge}
+
+    def __repr__(self) -> str:
+        choices = ", ".join(f"{name}={_short(value)}" for name, value in self._choices().items())
+        facts = ", ".join(f"{name}={_short(value)}" for name, value in self._facts().items())
+        lo, hi = self.bounds
+        return (
+            f"{type(self).__name__}({choices}, {len(self.lambdas)} λ evaluated in "
+            f"[{lo:.3g}, {hi:.3g}], {facts})"
+        )
+
+    def summary(
+        self, *, every_point: bool = False, score: str = "cv_mean", title: bool = True
+    ) -> str:
+        """The curve as a text table: λ, CV mean and its standard error, the choices marked.
+
+        Refinement points crowd around the λ they refine; unless ``every_point``, a point
+        within 0.2 decades of one already shown is left out (the ends and the chosen λ
+        are always shown, once). A last line says how much better the CV mean is at
+        ``lambda_min`` than at the smallest λ evaluated, the nearest to λ → 0.
+
+        Args:
+            every_point: show every λ evaluated.
+            score: the heading of the mean's column.
+            title: begin with the one-line description (``repr``).
+        """
+        marks: dict[float, list[str]] = {}
+        for name, value in self._choices().items():
+            if value is not None:
+                marks.setdefault(float(value), []).append(name)
+        shown = range(len(self.lambdas)) if every_point else self._shown_points(marks)
+        lines = [repr(self)] if title else []
+        lines.append(f"{'lambda':>12}  {score:>12}  {'se':>10}")
+        for i in shown:
+            lam, mean, se = float(self.lambdas[i]), self.cv_mean[i], self.cv_se[i]
+            text = f"{mean:.6g}" if math.isfinite(mean) else "diverged"
+            se_text = f"{se:.4g}" if math.isfinite(se) else ""
+            mark = "  <- " + ", ".join(marks[lam]) if lam in marks else ""
+            lines.append(f"{lam:12.4e}  {text:>12}  {se_text:>10}{mark}")
+        gain = self.gain_over_smallest()
+        if gain is not None:
+            lines.append(
+                f"at lambda_min the mean is {100 * gain:.3g}% below its value at the smallest "
+                f"λ evaluated, {self.lambdas[0]:.3g} (λ → 0)"
+            )
+        return "\n".join(lines)
+
+    def gain_over_smallest(self) -> float | None:
+        """1 − mean(λ_min)/mean(smallest λ): what λ gains over (almost) no decay.
+
+        ``None`` when λ_min is the smallest λ evaluated, or either mean is not finite
+        or positive.
+        """
+        best = int(np.flatnonzero(self.lambdas == self.lambda_min)[0])
+        base, low = self.cv_mean[0], self.cv_mean[best]
+        if best == 0 or not (math.isfinite(base) and math.isfinite(low) and base > 0):
+            return None
+        return float(1 - low / base)
+
+    def _shown_points(self, marks: dict[float, list[str]]) -> list[int]:
+        logs = np.log10(self.lambdas)
+        keep = {0, len(self.lambdas) - 1} | {
+            i for i, lam in enumerate(self.lambdas.tolist()) if lam in marks
+        }
+        for i in range(len(self.lambdas)):
+            if all(abs(logs[i] - logs[k]) >= SUMMARY_GAP_DECADES for k in keep):
+                keep.add(i)
+        return sorted(keep)
+
+    def to_dataframe(self) -> Any:
+        """Every point as a pandas ``DataFrame``, one row per λ (ascending).
+
+        Columns ``lambda``, ``cv_mean``, ``cv_se``, a boolean column per choice
+        (``is_lambda_min``, ``is_lambda_1se``, …) and, where the curve keeps its
+        evaluations, each fold's score (``split0_score``, …, as scikit-learn's
+        ``cv_results_`` names them). Needs pandas.
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError(
+                "to_dataframe() needs pandas: pip install pandas (or use summary())"
+            ) from None
+        table: dict[str, Any] = {
+            "lambda": self.lambdas, "cv_mean": self.cv_mean, "cv_se": self.cv_se
+        }
+        for name, value in self._choices().items():
+            table[f"is_{name}"] = self.lambdas == (math.nan if value is None else value)
+        by_lambda = {e.lam: e.scores for e in getattr(self, "evaluations", ())}
+        folds = max((len(s) for s in by_lambda.values()), default=0)
+        for j in range(folds if folds > 1 else 0):
+            table[f"split{j}_score"] = [
+                by_lambda[lam][j] if lam in by_lambda else math.nan
+                for lam in self.lambdas.tolist()
+            ]
+        return pd.DataFrame(table)
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
@@ -220,6 +333,10 @@ class CVCurve:
         )
 
     __hash__ = None  # type: ignore[assignment]  # equal curves may hold unhashable arrays
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else repr(value)
 
 
 def _same(a: Any, b: Any) -> bool:

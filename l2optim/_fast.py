@@ -31,7 +31,7 @@ __all__ = ["LambdaRace", "select_lambda_fast"]
 DEFAULT_BUDGET = 5.0
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class LambdaRace(CVCurve):
     """What :func:`select_lambda_fast` found, and what it cost: a :class:`l2optim.CVCurve`.
 
@@ -84,6 +84,16 @@ class LambdaRace(CVCurve):
         """The cost in training runs: ``optimizer_steps / steps_per_run``."""
         return self.optimizer_steps / self.steps_per_run
 
+    def _choices(self) -> dict[str, float | None]:
+        return {**super()._choices(), "lambda_chosen": self.lambda_chosen}
+
+    def _facts(self) -> dict[str, Any]:
+        return {
+            **super()._facts(),
+            "stop": self.stop,
+            "run_equivalents": round(self.run_equivalents, 2),
+        }
+
     @property
     def at_edge(self) -> str | None:
         """``"lower"`` or ``"upper"`` when λ_min is an end of ``bounds``, else ``None``."""
@@ -109,7 +119,8 @@ class LambdaRace(CVCurve):
             shade = 0.35 + 0.45 * position / max(len(self.rungs) - 1, 1)
             ax.plot(rung.lambdas, rung.means, "o-", ms=3, color=str(1 - shade),
                     label=f"after {rung.epochs} epochs")
-        ax.axvline(self.lambda_chosen, color="C2", ls=":",
+        # Apart from λ_min (C1 dashed) and λ_1se (C2 dotted): the line to train at.
+        ax.axvline(self.lambda_chosen, color="C3", ls="-", lw=1.5,
                    label=f"λ chosen = {self.lambda_chosen:.3g}")
         ax.set_title(f"race: {self.run_equivalents:.2f} training runs")
         ax.legend()

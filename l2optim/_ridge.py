@@ -214,7 +214,7 @@ class _KFoldCV:
 # --------------------------------------------------------------------------- result
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class RidgeCVResult(CVCurve):
     """What :func:`ridge_cv` found: a :class:`l2optim.CVCurve` and the fit at λ_min.
 

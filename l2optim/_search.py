@@ -160,7 +160,7 @@ def grid_then_brent(
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class LambdaSearch(CVCurve):
     """What :func:`select_lambda` found: a :class:`l2optim.CVCurve` and the evaluations.
 

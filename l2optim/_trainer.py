@@ -71,12 +71,16 @@ class FoldTrainer:
     the library's worker pool runs one thread, as ``torch.set_num_threads(1)`` does here.
 
     **Standardising.** With ``standardize=True`` each call scales every feature of X
-    and every output of y to mean 0 and standard deviation 1 *on its training rows*
-    (a constant feature is only centred), trains on the scaled data, and maps the
-    predictions back before scoring, so the score is in y's units and no held-out row
-    has seen its own statistics — scikit-learn's ``StandardScaler`` in a ``Pipeline``,
-    with a ``TransformedTargetRegressor`` for y. λ then acts on the weights of the
-    standardised features.
+    and every output of a floating-point y to mean 0 and standard deviation 1 *on its
+    training rows* (a constant feature is only centred), trains on the scaled data, and
+    maps the predictions back before scoring, so the score is in y's units and no
+    held-out row has seen its own statistics — scikit-learn's ``StandardScaler`` in a
+    ``Pipeline``, with a ``TransformedTargetRegressor`` for y. An integer y (class
+    labels) is left as it is. λ then acts on the weights of the standardised features.
+
+    **Classification.** Class labels 0 … C−1 as an integer y, a model with C outputs,
+    and ``loss=torch.nn.functional.cross_entropy``: the score is then the validation
+    log loss (the mean cross-entropy), which λ is chosen to minimise.
 
     **The final model.** :meth:`fit` trains once more, at the chosen λ on every row,
     and returns the model.
@@ -112,7 +116,8 @@ class FoldTrainer:
         epochs: passes over the training samples, ≥ 1.
         batch_size: samples per step, ≥ 1; None for full batch.
         seed: seed of the initial weights and of the batch order.
-        standardize: scale X and y on each call's training rows (above).
+        standardize: scale X, and a floating-point y, on each call's training rows
+            (above).
     """
 
     def __init__(
@@ -155,11 +160,8 @@ class FoldTrainer:
                 f"{tuple(self.X.shape)} and {tuple(self.y.shape)}"
             )
         self.standardize = check_bool("standardize", standardize)
-        if self.standardize and not (self.X.is_floating_point() and self.y.is_floating_point()):
-            raise ValueError(
-                f"standardize=True needs floating-point X and y, got {self.X.dtype} and "
-                f"{self.y.dtype}"
-            )
+        if self.standardize and not self.X.is_floating_point():
+            raise ValueError(f"standardize=True needs a floating-point X, got {self.X.dtype}")
         self.model_factory = model_factory
         self.loss = half_mean_squared_error if loss is None else loss
         if score is None:
@@ -330,12 +332,13 @@ class _DecaySettings:
 
 @dataclass(frozen=True)
 class _Scaling:
-    """Means and standard deviations of X's features and y's outputs over some rows."""
+    """Means and standard deviations of X's features and y's outputs over some rows
+    (``None`` for y of class labels, left as they are)."""
 
     x_mean: Tensor
     x_scale: Tensor
-    y_mean: Tensor
-    y_scale: Tensor
+    y_mean: Tensor | None
+    y_scale: Tensor | None
 
     @classmethod
     def of(cls, x: Tensor, y: Tensor) -> _Scaling:
@@ -344,17 +347,18 @@ class _Scaling:
             # A constant column is only centred, as scikit-learn's StandardScaler does.
             return values.mean(dim=0), torch.where(sd > 0, sd, torch.ones_like(sd))
 
-        return cls(*mean_and_scale(x), *mean_and_scale(y))
+        y_scaling = mean_and_scale(y) if y.is_floating_point() else (None, None)
+        return cls(*mean_and_scale(x), *y_scaling)
 
     def inputs(self, x: Tensor) -> Tensor:
         return (x - self.x_mean) / self.x_scale
 
     def targets(self, y: Tensor) -> Tensor:
-        return (y - self.y_mean) / self.y_scale
+        return y if self.y_scale is None else (y - self.y_mean) / self.y_scale
 
     def predictions(self, scaled: Tensor) -> Tensor:
         """A prediction of the scaled target, in y's units."""
-        return scaled * self.y_scale + self.y_mean
+        return scaled if self.y_scale is None else scaled * self.y_scale + self.y_mean
 
 
 @dataclass(frozen=True)
@@ -378,6 +382,8 @@ class Standardized(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         prediction = self.model((x - self.x_mean) / self.x_scale)
+        if self.y_scale is None:
+            return prediction  # class scores: y was not scaled
         if prediction.ndim == self.y_mean.ndim + 2 and prediction.shape[-1] == 1:
             prediction = prediction.squeeze(-1)  # a head of width 1 for a 1-D target
         return prediction * self.y_scale + self.y_mean

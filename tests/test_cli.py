@@ -180,7 +180,7 @@ def test_table_output_and_two_worker_processes(table):
     assert lines[0].startswith(
         "data.csv: 40 rows, 3 features, target 'y'; mlp trained with adam (decoupled"
     )
-    assert sum("<- min" in line for line in lines) == 1
+    assert sum("<- lambda_min" in line for line in lines) == 1
     assert lines[-1].startswith("chosen lambda (min): ")
     assert float(lines[-1].split(": ")[1]) > 0
 
@@ -191,14 +191,14 @@ def test_closed_form_table_says_which_method(table):
     lines = done.stdout.splitlines()
     assert "ridge by the closed form (l2optim.ridge_cv)" in lines[0]
     assert "3-fold CV" in lines[0] and "standardised within each training fold" in lines[0]
-    assert sum("<- min" in line for line in lines) == 1
+    assert sum("<- lambda_min" in line for line in lines) == 1
 
 
 def test_a_lambda_on_the_edge_is_noted(table):
     # The best λ of this signal is far below 1: the search over [1, 5] ends on its lower edge.
     done = run_cli("select-lambda", str(table), "--target", "y", "--bounds", "1", "5")
     assert done.returncode == 0, done.stderr
-    assert "note: lambda_min is at the lower end of the searched range" in done.stdout
+    assert "note: lambda_min is at the lower end of the search bounds [1, 5]" in done.stdout
     assert "Warning" not in done.stderr
     as_json = run_cli("select-lambda", str(table), "--target", "y", "--bounds", "1", "5",
                       "--json")
@@ -351,3 +351,136 @@ def test_fast_races_within_its_budget_with_the_librarys_numbers(table, capsys):
     chosen = out.splitlines()[-1]
     assert chosen.startswith("chosen lambda (min: the race's lambda_chosen): ")
     assert float(chosen.rsplit(" ", 1)[1]) == pytest.approx(expected.lambda_chosen, rel=1e-5)
+
+
+# -- classification, columns left out, and what the table shows ---------------------------
+
+
+@pytest.fixture(scope="module")
+def labels_table(tmp_path_factory) -> Path:
+    """60 rows of three classes (0, 1, 2) from two features, written as pandas writes a
+    DataFrame: an unnamed index column first; then a row identifier."""
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    label = np.repeat([0, 1, 2], 20)
+    x = centres[label] + rng.normal(size=(60, 2))
+    path = tmp_path_factory.mktemp("cli") / "labels.csv"
+    rows = [",id,x1,x2,label"] + [
+        f"{i},{100 + i},{a:.6f},{b:.6f},{c}" for i, ((a, b), c) in enumerate(zip(x, label, strict=True))
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+CLASSIFY = ["--target", "label", "--drop", "id", "--epochs", "5", "--folds", "3",
+            "--bounds", "1e-3", "1", "--n-grid", "3", "--xtol", "1"]
+
+
+def test_an_integer_target_is_classified_by_log_loss_with_the_librarys_numbers(
+    labels_table, capsys
+):
+    assert main(["select-lambda", str(labels_table), *CLASSIFY, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "classification" and report["classes"] == [0, 1, 2]
+    assert report["dropped"] == ["", "id"] and report["n_features"] == 2
+    assert "log loss" in report["score"]
+    # The same search through the library: cross-entropy on class indices, X standardised.
+    table = l2optim.data.read_csv(labels_table, drop=["id"])
+    X, y, _ = table.split("label")
+    trainer = l2optim.FoldTrainer(
+        functools.partial(torch.nn.Linear, 2, 3),
+        torch.as_tensor(X, dtype=torch.float32),
+        torch.as_tensor(y, dtype=torch.long),
+        loss=torch.nn.functional.cross_entropy,
+        optimizer=l2optim.SGD,
+        optimizer_kwargs={"momentum": 0.9, "lr": 0.01},
+        epochs=5,
+        batch_size=64,
+        standardize=True,
+    )
+    objective = l2optim.kfold_objective(trainer, 60, folds=3)
+    for row in report["evaluations"]:
+        assert row["scores"] == pytest.approx(list(objective(row["lambda"])), rel=1e-6)
+    # The accuracy at the chosen λ, on the same folds: 1 − the mean error rate.
+    predictions = []
+    for train, test in objective.splits:
+        model = l2optim.FoldTrainer(
+            trainer.model_factory, trainer.X[train], trainer.y[train], loss=trainer.loss,
+            optimizer=l2optim.SGD, optimizer_kwargs=trainer.optimizer_kwargs, epochs=5,
+            batch_size=64, standardize=True,
+        ).fit(report["lambda"])
+        with torch.no_grad():
+            predictions.append(float((model(trainer.X[test]).argmax(1) == trainer.y[test]).double().mean()))
+    assert report["accuracy"] == pytest.approx(np.mean(predictions))
+    assert report["accuracy_folds"] == 3
+
+
+def test_the_classification_table_says_what_it_did(labels_table, capsys):
+    assert main(["select-lambda", str(labels_table), "--target", "label", "--epochs", "3",
+                 "--folds", "3", "--n-grid", "3", "--xtol", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "target 'label' as 3 classes (0, 1, 2; detected from its integer values" in lines[0]
+    assert "logistic regression trained with sgd" in lines[0]
+    # The pandas index is left out with a note; the identifier is kept but pointed at.
+    assert lines[1].startswith("note: left out the unnamed first column")
+    assert lines[2] == "note: column 'id' counts the rows (an identifier?); --drop id leaves it out"
+    assert lines[3].split() == ["lambda", "log", "loss", "se"]
+    assert any(line.startswith("accuracy at the chosen lambda: ") for line in lines)
+
+
+def test_task_regression_fits_integer_labels_as_numbers(labels_table, capsys):
+    args = ["select-lambda", str(labels_table), "--target", "label", "--drop", "id",
+            "--task", "regression", "--folds", "3", "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["task"] == "regression" and report["method"] == "ridge_cv"
+    assert report["classes"] is None and "accuracy" not in report
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--drop", "nope"], "no column 'nope' to drop; the columns are: , id, x1, x2, label"),
+        (["--drop", "label"], "--drop label leaves out the --target column"),
+        (["--drop", "x1", "x2", "id"], "needs a target and at least one feature column"),
+    ],
+)
+def test_bad_drops_are_named(labels_table, capsys, args, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(["select-lambda", str(labels_table), "--target", "label", *args])
+    captured = capsys.readouterr()
+    assert_one_line_usage_error(stopped.value.code, captured.out, captured.err, message)
+
+
+def test_a_single_class_is_refused(tmp_path, capsys):
+    path = tmp_path / "one.csv"
+    path.write_text("x,y\n1,1\n2,1\n3,1\n")
+    with pytest.raises(SystemExit):
+        main(["select-lambda", str(path), "--target", "y", "--task", "classification"])
+    assert "classification needs at least two classes" in capsys.readouterr().err
+
+
+def test_the_demo_table_shows_the_grid_and_each_choice_once_with_the_gain(capsys):
+    assert main(["select-lambda", "--demo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line[:14].strip().replace(".", "").replace("e-", "")
+            .replace("e+", "").isdigit()]
+    lambdas = [float(line.split()[0]) for line in rows]
+    assert lambdas == sorted(lambdas) and len(set(lambdas)) == len(lambdas)
+    gaps = np.diff(np.log10(lambdas))
+    assert gaps.min() >= 0.15  # no near-duplicates from the refinement
+    assert sum("<- lambda_min" in line for line in rows) == 1
+    assert sum("<- lambda_1se" in line for line in rows) == 1
+    X, y, _ = l2optim.data.load_diabetes()
+    oracle = l2optim.ridge_cv(X, y, cv=l2optim.kfold_splits(442, 5), standardize=True)
+    gain = 1 - oracle.cv_mean[oracle.lambdas == oracle.lambda_min][0] / oracle.cv_mean[0]
+    assert f"at lambda_min the mean is {100 * gain:.3g}% below" in "\n".join(lines)
+
+
+def test_help_explains_the_races_stops(capsys):
+    with pytest.raises(SystemExit):
+        main(["select-lambda", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for stop in ("settled", "budget", "bound", "repeat", "diverged"):
+        assert f"{stop}: " in text
+    assert "--drop COL" in text and "--task {auto,regression,classification}" in text

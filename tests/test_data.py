@@ -84,3 +84,20 @@ def test_missing_and_binary_files(tmp_path):
         read_csv(write(tmp_path, b"a,b\n\xff\xfe,1\n"))
     with pytest.raises(ValueError, match="sep must be one character"):
         read_csv(write(tmp_path, "a,b\n1,2\n"), sep=";;")
+
+
+def test_a_pandas_index_column_is_left_out_and_named_columns_dropped(tmp_path):
+    path = tmp_path / "frame.csv"
+    path.write_text(",id,a,b\n0,101,1.5,2\n1,102,2.5,3\n")
+    table = l2optim.data.read_csv(path)
+    assert table.columns == ("id", "a", "b") and table.dropped == ("",)
+    np.testing.assert_array_equal(table.values, [[101, 1.5, 2], [102, 2.5, 3]])
+    # A dropped column need not hold numbers.
+    path.write_text("name,a,b\nx,1,2\ny,3,4\n")
+    table = l2optim.data.read_csv(path, drop=["name"])
+    assert table.columns == ("a", "b") and table.dropped == ("name",)
+    with pytest.raises(ValueError, match="no column 'c' to drop; the columns are: name, a, b"):
+        l2optim.data.read_csv(path, drop=["c"])
+    path.write_text("a,,b\n1,2,3\n")
+    with pytest.raises(ValueError, match="empty column name \\(only the first column"):
+        l2optim.data.read_csv(path)

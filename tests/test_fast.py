@@ -194,6 +194,10 @@ def test_the_result_shares_the_cv_curve_records_and_plots():
     assert race.lambda_1se is None or race.lambda_1se >= min(e.lam for e in race.evaluations)
     ax = race.plot()
     assert ax.get_xscale() == "log"
+    # Each marked λ has a style of its own.
+    marked = [line for line in ax.get_lines() if line.get_label().startswith("λ")]
+    styles = [(line.get_color(), line.get_linestyle()) for line in marked]
+    assert len(marked) == 3 and len(set(styles)) == 3
     matplotlib.pyplot.close(ax.figure)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -57,10 +57,13 @@ class Table:
     Attributes:
         columns: the column names, in file order.
         values: the numbers, float64 of shape (rows, columns).
+        dropped: the columns of the file left out, by name; ``""`` for an unnamed
+            first column (the index pandas' ``to_csv`` writes).
     """
 
     columns: tuple[str, ...]
     values: np.ndarray
+    dropped: tuple[str, ...] = ()
 
     def split(self, target: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """``(X, y, feature_names)``: the column ``target`` as y, the others as X.
@@ -79,22 +82,32 @@ class Table:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Table):
             return NotImplemented
-        return self.columns == other.columns and np.array_equal(self.values, other.values)
+        return (
+            self.columns == other.columns
+            and np.array_equal(self.values, other.values)
+            and self.dropped == other.dropped
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
 
-def read_csv(path: str | os.PathLike[str], *, sep: str | None = None) -> Table:
+def read_csv(
+    path: str | os.PathLike[str], *, sep: str | None = None, drop: Sequence[str] = ()
+) -> Table:
     """Read a CSV file of numbers with a header row.
 
     Blank lines are skipped; a UTF-8 byte-order mark and spaces around column names are
-    ignored. Every other field must be a finite number: no missing values.
+    ignored. Every other field must be a finite number: no missing values. A first
+    column without a name is the index that pandas' ``DataFrame.to_csv`` writes: it is
+    left out, and listed in the table's ``dropped`` as ``""``.
 
     Args:
         path: the file.
         sep: the field separator, one character. ``None``: the one of ``,`` ``;`` tab
             ``|`` that splits the header and the first rows into the same number (at
             least two) of fields, the first of them on a tie; ``,`` when none does.
+        drop: names of columns to leave out (an identifier, say); they need not hold
+            numbers.
 
     Returns:
         A :class:`Table`.
@@ -104,9 +117,10 @@ def read_csv(path: str | os.PathLike[str], *, sep: str | None = None) -> Table:
         TypeError: ``sep`` not a string.
         ValueError: what is wrong and where: a file that is not UTF-8 text or is empty,
             a header with fewer than two columns (with the separator it seems to use,
-            when that is another), an empty or repeated column name, no data rows, a
-            row of another length, a field that is not a finite number (its column,
-            row and line).
+            when that is another), an empty column name other than the first, a
+            repeated column name, a column to drop that the file does not have, no data
+            rows, a row of another length, a field that is not a finite number (its
+            column, row and line).
     """
     path = Path(path)
     if sep is not None and not isinstance(sep, str):
@@ -130,20 +144,31 @@ def read_csv(path: str | os.PathLike[str], *, sep: str | None = None) -> Table:
         raise ValueError(f"{path}: the file is empty")
     (_, header), body = rows[0], rows[1:]
     header = [name.strip() for name in header]
-    _check_header(path, header, sep)
+    if isinstance(drop, str):
+        drop = (drop,)
+    unknown = [name for name in drop if name not in header]
+    if unknown:
+        raise ValueError(
+            f"{path}: no column {unknown[0]!r} to drop; the columns are: {', '.join(header)}"
+        )
+    dropped = {i for i, name in enumerate(header) if name in drop or (i == 0 and not name)}
+    kept = [i for i in range(len(header)) if i not in dropped]
+    _check_header(path, [header[i] for i in kept], sep)
     if not body:
         raise ValueError(f"{path}: a header row but no data rows")
-    values = np.empty((len(body), len(header)))
+    values = np.empty((len(body), len(kept)))
     for row_number, (line, row) in enumerate(body, start=1):
         if len(row) != len(header):
             raise ValueError(
                 f"{path}: row {row_number} (line {line}) has {len(row)} fields, "
                 f"the header has {len(header)}"
             )
-        for column, (name, text) in enumerate(zip(header, row, strict=True)):
-            where = f"{path}: column {name!r}, row {row_number} (line {line})"
-            values[row_number - 1, column] = _number(where, text)
-    return Table(tuple(header), values)
+        for column, i in enumerate(kept):
+            where = f"{path}: column {header[i]!r}, row {row_number} (line {line})"
+            values[row_number - 1, column] = _number(where, row[i])
+    return Table(
+        tuple(header[i] for i in kept), values, tuple(header[i] for i in sorted(dropped))
+    )
 
 
 def _numbered_rows(lines: list[str], sep: str) -> Iterator[tuple[int, list[str]]]:
@@ -174,7 +199,10 @@ def _check_header(path: Path, header: list[str], sep: str) -> None:
     seen: set[str] = set()
     for name in header:
         if not name:
-            raise ValueError(f"{path}: the header has an empty column name")
+            raise ValueError(
+                f"{path}: the header has an empty column name (only the first column, "
+                "a pandas index, may have none)"
+            )
         if name in seen:
             raise ValueError(f"{path}: column {name!r} appears twice in the header")
         seen.add(name)
