@@ -3,27 +3,13 @@
 A checkpoint of ``l2optim.SGDW`` loads without complaint into ``torch.optim.SGD``, which
 ignores ``decoupled_weight_decay``: the next steps apply coupled decay with the decoupled
 λ, a different regulariser. :func:`to_torch_state_dict` translates each param group into
-the torch class's own terms, and refuses what torch cannot do.
-
-What torch can continue, per param group with decoupled decay:
-
-============================  ==========================  ====================================
-class                         scaling                     torch equivalent
-============================  ==========================  ====================================
-SGD without momentum          ``"lr"``, ``"schedule"``    coupled λ·s/lr (the same update)
-Adam                          ``"lr"``, ``"schedule"``    ``decoupled_weight_decay=True``, λ·s/lr
-SGD with momentum             any                         coupled λ of the same fixed point
-                                                          (``approximate=True``)
-SGD, Adam                     ``"none"``                  λ/lr at today's lr (``approximate=True``)
-RMSprop                       any                         none (its decoupled form ends in a box)
-============================  ==========================  ====================================
-
-s/lr is 1 for ``"lr"`` and 1/lr_ref for ``"schedule"`` whatever the schedule does, hence
-exact; for ``"none"`` it is 1/lr_t and holds only while the lr stays where it is.
+the torch class's own terms, and refuses what torch cannot do; the docs' "Migrating" page
+has the table of what torch can continue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -37,25 +23,33 @@ _OURS = ("weight_decay_scaling", "lr_ref")
 
 
 def to_torch_state_dict(
-    optimizer: torch.optim.Optimizer, *, approximate: bool = False
+    optimizer: torch.optim.Optimizer | Mapping[str, Any], *, approximate: bool = False
 ) -> dict[str, Any]:
     """The ``state_dict`` of ``optimizer`` in the terms of its torch.optim namesake.
 
     Coupled groups carry over as they are. Decoupled groups become what the torch class
-    can run (see the table in :mod:`l2optim._torch_state`): the same update where one
-    exists; with ``approximate=True``, the coupled λ of the same fixed point (SGD with
-    momentum) or the λ that decays alike at the current lr (scaling ``"none"``). The
-    state tensors are shared with ``optimizer``, as in ``optimizer.state_dict()``.
+    can run (the table on the docs' "Migrating" page): the same update where one exists;
+    with ``approximate=True``, the coupled λ of the same fixed point (SGD with momentum)
+    or the λ that decays alike at the current lr (scaling ``"none"``).
+
+    The result shares its state tensors with the source, as ``optimizer.state_dict()``
+    does: copy it (``copy.deepcopy``) before changing either. Its param groups are the
+    source's, in order: the torch optimizer that loads it must be built with the same
+    groups (the same ``l2optim.decay_groups(model, ...)``, say), or torch refuses it
+    ("different number of parameter groups").
 
     Args:
-        optimizer: an ``l2optim.SGD``, ``Adam`` or ``RMSprop`` (or their W variants).
+        optimizer: an ``l2optim.SGD``, ``Adam`` or ``RMSprop`` (or their W variants), or a
+            ``state_dict`` one of them saved (``torch.load`` of a checkpoint); which of
+            the three is read from its param groups' entries.
         approximate: accept equivalents that are not the same update.
 
     Returns:
         A ``state_dict`` for ``torch.optim.SGD``/``Adam``/``AdamW``/``RMSprop``.
 
     Raises:
-        TypeError: ``optimizer`` is not one of those classes.
+        TypeError: ``optimizer`` is not one of those classes, or a ``state_dict`` that
+            none of them saved.
         ValueError: a param group has decoupled decay that torch cannot reproduce (or not
             exactly, without ``approximate``); the message names the group and says why.
 
@@ -67,14 +61,17 @@ def to_torch_state_dict(
         >>> torch_opt.param_groups[0]["weight_decay"]  # without momentum, the same update
         0.01
     """
-    base = next((b for b in _TRANSLATIONS if isinstance(optimizer, b)), None)
-    if base is None or "weight_decay_scaling" not in optimizer.defaults:
-        raise TypeError(
-            "optimizer must be an l2optim SGD, Adam or RMSprop (or SGDW, AdamW, RMSpropW), "
-            f"got {type(optimizer).__name__}"
-        )
+    if isinstance(optimizer, Mapping):
+        saved, base = optimizer, _base_of_saved(optimizer)
+    else:
+        base = next((b for b in _TRANSLATIONS if isinstance(optimizer, b)), None)
+        if base is None or "weight_decay_scaling" not in optimizer.defaults:
+            raise TypeError(
+                "optimizer must be an l2optim SGD, Adam or RMSprop (or SGDW, AdamW, "
+                f"RMSpropW), or a state_dict of one, got {type(optimizer).__name__}"
+            )
+        saved = optimizer.state_dict()
     translate, unknown_to_torch = _TRANSLATIONS[base]
-    saved = optimizer.state_dict()
     groups = []
     for index, group in enumerate(saved["param_groups"]):
         torch_group = {k: v for k, v in group.items() if k not in _OURS + unknown_to_torch}
@@ -82,6 +79,32 @@ def to_torch_state_dict(
             torch_group.update(translate(index, group, approximate))
         groups.append(torch_group)
     return {"state": saved["state"], "param_groups": groups}
+
+
+#: The entries that tell each base's param groups apart in a saved state_dict.
+_SIGNATURES = {
+    torch.optim.SGD: {"momentum", "dampening", "nesterov"},
+    torch.optim.Adam: {"betas", "amsgrad"},
+    torch.optim.RMSprop: {"alpha", "centered"},
+}
+
+
+def _base_of_saved(saved: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
+    groups = saved.get("param_groups")
+    if not isinstance(groups, list) or "state" not in saved or not groups:
+        raise TypeError(
+            "optimizer must be an optimizer or its state_dict (a dict with 'state' and "
+            "'param_groups'), got a mapping with keys "
+            f"{sorted(map(str, saved))}"
+        )
+    keys = set(groups[0])
+    bases = [base for base, signature in _SIGNATURES.items() if signature <= keys]
+    if len(bases) != 1 or "weight_decay_scaling" not in keys:
+        raise TypeError(
+            "the state_dict is not one an l2optim SGD, Adam or RMSprop saved: its first "
+            f"param group has the entries {sorted(keys - {'params'})}"
+        )
+    return bases[0]
 
 
 def _sgd(index: int, group: dict[str, Any], approximate: bool) -> dict[str, Any]:
@@ -99,7 +122,7 @@ def _sgd(index: int, group: dict[str, Any], approximate: bool) -> dict[str, Any]
             momentum=momentum,
             dampening=group["dampening"],
             weight_decay_scaling=group["weight_decay_scaling"],
-            initial_lr=_value(group["lr_ref"]),
+            lr_ref=_value(group["lr_ref"]),
         )
     else:
         coupled = _per_unit_lr(index, group, approximate)

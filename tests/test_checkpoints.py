@@ -198,7 +198,7 @@ def test_approximate_gives_the_coupled_fixed_point_of_sgd_with_momentum() -> Non
     group = l2optim.to_torch_state_dict(ours, approximate=True)["param_groups"][0]
     expected = l2optim.conversions.coupled_from_decoupled(
         0.05, lr=0.05, momentum=0.9, dampening=0.1, weight_decay_scaling="schedule",
-        initial_lr=0.1,
+        lr_ref=0.1,
     )
     assert group["weight_decay"] == pytest.approx(expected)
     assert "decoupled_weight_decay" not in group and "weight_decay_scaling" not in group
@@ -219,3 +219,46 @@ def test_scaling_none_is_approximate_and_decoupled_rmsprop_has_no_equivalent() -
             l2optim.to_torch_state_dict(rmspropw, approximate=approximate)
     with pytest.raises(TypeError, match="l2optim SGD, Adam or RMSprop"):
         l2optim.to_torch_state_dict(torch.optim.SGD(model.parameters()))
+
+
+@pytest.mark.parametrize(("name", "hyper", "scaling", "torch_class"), EXACT_IN_TORCH,
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_a_saved_state_dict_translates_as_the_live_optimizer(name, hyper, scaling, torch_class):
+    model = _model()
+    ours = getattr(l2optim, name)(model.parameters(), **hyper, weight_decay_scaling=scaling)
+    _train(model, ours, range(2))
+    live = l2optim.to_torch_state_dict(ours)
+    # A checkpoint read back from disk, with no optimizer around.
+    saved = l2optim.to_torch_state_dict(_save_and_load(ours.state_dict()))
+    assert saved["param_groups"] == live["param_groups"]
+    assert saved["state"].keys() == live["state"].keys()
+    for index, state in live["state"].items():
+        for key, value in state.items():
+            assert torch.equal(saved["state"][index][key], value)
+
+
+def test_decay_groups_need_the_same_groups_in_torch_and_share_the_state() -> None:
+    """The way back with decay_groups, as the docs show it: torch's optimizer is built
+    with the same groups, and the translation's tensors are the optimizer's own."""
+    model = _model()
+    ours = l2optim.SGDW(l2optim.decay_groups(model, 0.05), lr=0.1, momentum=0.9)
+    _train(model, ours, range(2))
+    translated = l2optim.to_torch_state_dict(ours, approximate=True)
+    weight = model[0].weight
+    assert translated["state"][0]["momentum_buffer"] is ours.state[weight]["momentum_buffer"]
+    with pytest.raises(ValueError, match="different number of parameter groups"):
+        torch.optim.SGD(model.parameters()).load_state_dict(translated)
+    theirs = torch.optim.SGD(l2optim.decay_groups(model, 0.0), lr=0.1, momentum=0.9)
+    theirs.load_state_dict(translated)
+    assert [g["weight_decay"] for g in theirs.param_groups] == [
+        pytest.approx(0.05 * (1 - 0.9)), 0.0
+    ]
+
+
+def test_what_is_not_an_l2optim_state_dict_is_refused() -> None:
+    model = _model()
+    with pytest.raises(TypeError, match="not one an l2optim SGD, Adam or RMSprop saved"):
+        l2optim.to_torch_state_dict(torch.optim.SGD(model.parameters()).state_dict())
+    with pytest.raises(TypeError, match="a dict with 'state' and 'param_groups'"):
+        l2optim.to_torch_state_dict({"weights": 1})
+

@@ -67,3 +67,16 @@ def test_the_sdist_carries_the_licence_and_the_notice(built) -> None:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"LICENSE", NOTICE, "l2optim/data/diabetes.csv"} <= names
+
+
+def test_the_version_is_the_packages_one_in_the_metadata_and_on_the_command_line(built):
+    import importlib.metadata
+
+    import l2optim
+    from l2optim._cli import main
+
+    assert l2optim.__version__ == importlib.metadata.version("l2optim")
+    wheel, _ = built
+    assert wheel.name.startswith(f"l2optim-{l2optim.__version__}-")
+    with pytest.raises(SystemExit):
+        main(["--version"])

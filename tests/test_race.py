@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -392,3 +393,9 @@ def test_every_stop_the_race_can_give_is_documented_and_no_other():
     assert set(re.findall(r'``"([a-z ]+)"``', documented)) == stops
     assert typing.get_type_hints(l2optim.LambdaRace)["stop"] == RaceStop
 
+
+
+def test_the_docs_table_of_stops_says_what_the_code_says():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "choosing_lambda.md").read_text()
+    for stop, reason in STOP_REASONS.items():
+        assert f"| `{stop}` | {reason} |" in page

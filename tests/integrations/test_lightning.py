@@ -99,6 +99,42 @@ def test_resume_from_checkpoint_is_bit_exact(name: str, tmp_path: Path) -> None:
     assert_bit_exact(resumed.parameters(), uninterrupted.parameters())
 
 
+def shuffled_loader() -> DataLoader:
+    x, y = regression_data(16 * BATCHES_PER_EPOCH)
+    order = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=order)
+
+
+def adamw_with_cosine(cls: type[torch.optim.Optimizer]) -> Callable[[nn.Module], object]:
+    def configure(net: nn.Module):
+        optimizer = cls(net.parameters(), lr=0.01, weight_decay=0.05)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=20)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    return configure
+
+
+def test_a_shuffled_resume_differs_from_the_uninterrupted_run_as_with_torch_optim(tmp_path):
+    """What the docs say of shuffled data: Lightning's resumed epochs draw another order
+    than the uninterrupted run's, so the weights differ, exactly as torch.optim's do."""
+    finals = {}
+    for cls in (l2optim.AdamW, torch.optim.AdamW):
+        uninterrupted = Regression(adamw_with_cosine(cls))
+        pl.Trainer(**TRAINER, max_epochs=4).fit(uninterrupted, shuffled_loader())
+        first_half = Regression(adamw_with_cosine(cls))
+        trainer = pl.Trainer(**TRAINER, max_epochs=2)
+        trainer.fit(first_half, shuffled_loader())
+        checkpoint = tmp_path / f"{cls.__module__}.ckpt"
+        trainer.save_checkpoint(checkpoint)
+        resumed = Regression(adamw_with_cosine(cls), seed=1)
+        pl.Trainer(**TRAINER, max_epochs=4).fit(resumed, shuffled_loader(), ckpt_path=checkpoint)
+        finals[cls] = (list(uninterrupted.parameters()), list(resumed.parameters()))
+    ours, theirs = finals[l2optim.AdamW], finals[torch.optim.AdamW]
+    assert not all(torch.equal(a, b) for a, b in zip(*ours, strict=True))
+    for our_run, their_run in zip(ours, theirs, strict=True):
+        assert_bit_exact(our_run, their_run)
+
+
 # -- mixed precision ----------------------------------------------------------------------
 
 # The l2optim default constructor against what torch's default does for the same maths:
