@@ -7,7 +7,7 @@ parameters, between 8 and 200), it times torch.optim's SGD with momentum, Adam a
 with ``foreach=True`` against ``foreach=False`` (the loop, torch's CPU default), steps
 interleaved, and prints the ratio of the median step times: below 1, foreach is faster.
 l2optim's default constructor takes the foreach update for CPU tensors up to
-``l2optim._implementation.CPU_FOREACH_MAX_NUMEL`` elements.
+``l2optim.optimizers._implementation.CPU_FOREACH_MAX_NUMEL`` elements.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ CUDA it also prints the fraction of the device's copy bandwidth that l2optim's d
 step reaches. Times mean little on a shared machine; ratios measured
 side by side do.
 
-Where the Triton kernels (``l2optim._triton``) accept the tensors (CUDA; or CPU with
+Where the Triton kernels (``l2optim.optimizers._triton``) accept the tensors (CUDA; or CPU with
 ``TRITON_INTERPRET=1``, a dry run of the code path, not a timing), each row also times the
 kernel step for the same maths: T = kernel / torch's fused kernel where torch has one, else
 kernel / floor, and "T BW", the kernel's share of the copy bandwidth. The second table
@@ -178,7 +178,7 @@ def candidates(mode: str, decoupled: bool, params: list[torch.Tensor]) -> dict[s
 
 def kernels_usable(params: list[torch.Tensor]) -> bool:
     try:
-        from l2optim import _triton
+        from l2optim.optimizers import _triton
     except ImportError:
         return False
     return _triton.supports(params)
@@ -186,7 +186,7 @@ def kernels_usable(params: list[torch.Tensor]) -> bool:
 
 @dataclass
 class KernelStep:
-    """One step of ``l2optim._triton``'s kernel for a family, on state in torch's layout.
+    """One step of ``l2optim.optimizers._triton``'s kernel for a family, on state in torch's layout.
 
     ``hyper``: the step function's keyword arguments (``lr`` included); ``decoupled_wd``:
     λ of decoupled decay with the default scaling (decay_factor = 1 − lr·λ), or 0.
@@ -199,7 +199,7 @@ class KernelStep:
     states: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from l2optim import _triton
+        from l2optim.optimizers import _triton
 
         self.states = [{} for _ in self.params]
         for p, state in zip(self.params, self.states, strict=True):
@@ -215,7 +215,7 @@ class KernelStep:
 
     @torch.no_grad()
     def __call__(self) -> None:
-        from l2optim import _triton
+        from l2optim.optimizers import _triton
 
         grads = [p.grad for p in self.params]
         factor = 1 - self.hyper["lr"] * self.decoupled_wd if self.decoupled_wd else None
@@ -290,7 +290,7 @@ def kernel_table(
     layouts: list[str], repeats: int, device: str, bandwidth: float | None, modes: list[str]
 ) -> None:
     """Every kernel mode against torch's fused (if any) and foreach steps and the floor."""
-    from l2optim._triton import _tables
+    from l2optim.optimizers._triton import _tables
 
     print(f"\nkernel launch: BLOCK={_tables.BLOCK} CHUNK={_tables.CHUNK} warps={_tables.NUM_WARPS}")
     print(
@@ -439,7 +439,7 @@ def main() -> None:
     args = parser.parse_args()
     tables = args.tables.split(",")
     if args.kernel_config:
-        from l2optim._triton import _tables
+        from l2optim.optimizers._triton import _tables
 
         block, chunk, warps = map(int, args.kernel_config.split(","))
         _tables.BLOCK, _tables.CHUNK, _tables.NUM_WARPS = block, chunk, warps

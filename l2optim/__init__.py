@@ -1,5 +1,9 @@
 """l2optim: weight decay for PyTorch, correct, complete and easy to choose.
 
+Two halves: :mod:`l2optim.optimizers` (the optimizers and the decay rule) and
+:mod:`l2optim.selection` (choosing λ), over shared pieces (argument checks, torch's
+private names, :mod:`l2optim.conversions`, :mod:`l2optim.data`, the command line).
+
 ``import l2optim as optim`` can replace ``from torch import optim``: the names this
 package does not define (``lr_scheduler``, ``Adagrad``, ``Optimizer``, …) are
 torch.optim's own.
@@ -11,18 +15,36 @@ import sys as _sys
 
 import torch.optim as _torch_optim
 
-from l2optim import conversions, data
-from l2optim._curve import CVCurve, Evaluation, LambdaAtEdgeWarning
-from l2optim._decay import LrAboveReferenceWarning
-from l2optim._fast import LambdaRace, select_lambda_fast
-from l2optim._groups import decay_groups
-from l2optim._kfold import KFoldObjective, kfold_objective, kfold_splits
-from l2optim._optimizers import SGD, SGDW, Adam, AdamW, RMSprop, RMSpropW
-from l2optim._ridge import RidgeCVResult, ridge_cv
-from l2optim._search import LambdaSearch, ObjectiveError, select_lambda
-from l2optim._torch_state import to_torch_state_dict
-from l2optim._trainer import FoldTrainer, Standardized
-from l2optim._with_weight_decay import with_weight_decay
+from l2optim import _moved, conversions, data
+from l2optim.optimizers import (
+    SGD,
+    SGDW,
+    Adam,
+    AdamW,
+    LrAboveReferenceWarning,
+    RMSprop,
+    RMSpropW,
+    decay_groups,
+    to_torch_state_dict,
+    with_weight_decay,
+)
+from l2optim.selection import (
+    CVCurve,
+    Evaluation,
+    FoldTrainer,
+    KFoldObjective,
+    LambdaAtEdgeWarning,
+    LambdaRace,
+    LambdaSearch,
+    ObjectiveError,
+    RidgeCVResult,
+    Standardized,
+    kfold_objective,
+    kfold_splits,
+    ridge_cv,
+    select_lambda,
+    select_lambda_fast,
+)
 
 __version__ = "0.1.0"
 
@@ -55,6 +77,8 @@ __all__ = [
     "kfold_splits",
     "with_weight_decay",
 ]
+
+_moved.install()
 
 # ``import l2optim.lr_scheduler`` and ``from l2optim.swa_utils import ...`` work too.
 for _name in ("lr_scheduler", "swa_utils"):

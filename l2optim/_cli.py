@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import l2optim
-from l2optim._race import STOP_REASONS
+from l2optim.selection import STOP_REASONS
 
 __all__ = ["main"]
 

@@ -28,13 +28,13 @@ import math
 import warnings
 from dataclasses import dataclass
 
-from l2optim import _decay
 from l2optim._validation import (
     check_count,
     check_fraction,
     check_non_negative,
     check_positive,
 )
+from l2optim.optimizers import check_weight_decay_scaling, decay_scale
 
 __all__ = [
     "Timescale",
@@ -88,7 +88,7 @@ def _coupled_per_decoupled(
     """
     momentum = check_fraction("momentum", momentum)
     dampening = check_fraction("dampening", dampening)
-    _decay.check_weight_decay_scaling(weight_decay_scaling, decoupled=True)
+    check_weight_decay_scaling(weight_decay_scaling, decoupled=True)
     if momentum == 0:
         dampening = 0.0  # torch's SGD keeps no buffer then, and ignores dampening
     ratio = (1 - momentum) / (1 - dampening)
@@ -106,7 +106,7 @@ def _coupled_per_decoupled(
             "the ratio s·(1 - momentum)/(lr·(1 - dampening)) keeps it"
         )
     start_lr = lr if lr_ref is None else lr_ref
-    return _decay.decay_scale(weight_decay_scaling, lr, start_lr) * ratio / lr
+    return decay_scale(weight_decay_scaling, lr, start_lr) * ratio / lr
 
 
 def coupled_from_decoupled(

@@ -5,7 +5,7 @@ import _profiles
 import pytest
 import torch
 
-from l2optim import _fused
+from l2optim.optimizers import _compiled
 
 # The same examples on every run, CI or not; HYPOTHESIS_PROFILE=explore draws new ones.
 _profiles.load()
@@ -21,7 +21,7 @@ torch.set_num_threads(
 
 # The steps traced by Dynamo and AOTAutograd and run as traced; one cache for the session.
 _TRACED_STEPS: dict = {}
-_trace_only = functools.partial(_fused._compile, backend="aot_eager")
+_trace_only = functools.partial(_compiled._compile, backend="aot_eager")
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +35,6 @@ def compiled_steps_without_codegen(request, monkeypatch):
     still failing under ``fullgraph``. tests/test_fused.py checks Inductor's kernels.
     """
     if request.node.get_closest_marker("inductor") is None:
-        monkeypatch.setattr(_fused, "_compile", _trace_only)
-        monkeypatch.setattr(_fused, "_compiled", _TRACED_STEPS)
+        monkeypatch.setattr(_compiled, "_compile", _trace_only)
+        monkeypatch.setattr(_compiled, "_compiled", _TRACED_STEPS)
     yield

@@ -14,7 +14,7 @@ from torch import nn
 
 import l2optim
 from l2optim import FoldTrainer, kfold_splits
-from l2optim._batched import ModelStack, update_rule
+from l2optim.selection._stacked import ModelStack, update_rule
 
 RNG = np.random.default_rng(0)
 N_SAMPLES, N_FEATURES = 45, 4

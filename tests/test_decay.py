@@ -1,4 +1,4 @@
-"""The decay rule on lists of tensors (l2optim._decay), against plain arithmetic."""
+"""The decay rule on lists of tensors (l2optim.optimizers._rule), against plain arithmetic."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from _profiles import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l2optim import _decay
+from l2optim.optimizers import _rule
 
 finite = st.floats(-10, 10, allow_nan=False, width=64)
 values = st.lists(finite, min_size=1, max_size=6)
@@ -28,7 +28,7 @@ def _tensors(xs: list[float], dtype: torch.dtype = torch.float64) -> list[torch.
 def test_shrink_multiplies_every_tensor(xs: list[float], factor: float, foreach: bool) -> None:
     params = _tensors(xs)
     expected = [p * factor for p in params]
-    _decay.shrink(params, factor, foreach=foreach)
+    _rule.shrink(params, factor, foreach=foreach)
     for p, e in zip(params, expected, strict=True):
         assert torch.equal(p, e)
 
@@ -36,7 +36,7 @@ def test_shrink_multiplies_every_tensor(xs: list[float], factor: float, foreach:
 @pytest.mark.parametrize("foreach", [False, True])
 def test_shrink_groups_mixed_dtypes(foreach: bool) -> None:
     params = [torch.ones(2, dtype=torch.float32), torch.ones(3, dtype=torch.float64)]
-    _decay.shrink(params, torch.tensor(0.5, dtype=torch.float64), foreach=foreach)
+    _rule.shrink(params, torch.tensor(0.5, dtype=torch.float64), foreach=foreach)
     assert [p.dtype for p in params] == [torch.float32, torch.float64]
     assert all(torch.equal(p, torch.full_like(p, 0.5)) for p in params)
 
@@ -55,7 +55,7 @@ def test_shrink_by_a_number_keeps_each_dtype(xs: list[float], factor: float, for
         else:
             alone = [p * factor for p in alone]
         expected += alone
-    _decay.shrink(params, factor, foreach=foreach)
+    _rule.shrink(params, factor, foreach=foreach)
     for p, e in zip(params, expected, strict=True):
         assert p.dtype == e.dtype and torch.equal(p, e)
 
@@ -70,13 +70,13 @@ def test_shrink_obeys_found_inf(
     params = _tensors([1.0, -3.0, 1e-30])
     before = [p.clone() for p in params]
     found_inf = torch.full(shape, overflow)
-    _decay.shrink(params, 0.75, found_inf=found_inf, foreach=foreach)
+    _rule.shrink(params, 0.75, found_inf=found_inf, foreach=foreach)
     for p, b in zip(params, before, strict=True):
         assert torch.equal(p, b * expected)
 
 
 def test_shrink_of_nothing_is_nothing() -> None:
-    _decay.shrink([], 0.5)
+    _rule.shrink([], 0.5)
 
 
 @settings(max_examples=examples(50))
@@ -94,7 +94,7 @@ def test_coupled_decay_adds_the_penalty_gradient(
     params = [torch.linspace(-1, 1, g.numel(), dtype=torch.float64) for g in grads]
     grads_before = [g.clone() for g in grads]
     grad_scale = None if scale is None else torch.tensor(scale, dtype=torch.float64)
-    new = _decay.add_coupled_decay(
+    new = _rule.add_coupled_decay(
         grads, params, weight_decay, maximize=maximize, grad_scale=grad_scale, foreach=foreach
     )
     # maximize ascends −g: the penalty enters with the opposite sign and still pulls to 0.
@@ -112,28 +112,28 @@ def test_coupled_decay_keeps_positions_across_dtypes() -> None:
         torch.zeros(1),
     ]
     params = [torch.tensor([1.0]), torch.tensor([2.0], dtype=torch.float64), torch.tensor([3.0])]
-    new = _decay.add_coupled_decay(grads, params, 0.5)
+    new = _rule.add_coupled_decay(grads, params, 0.5)
     assert [float(g) for g in new] == [0.5, 1.0, 1.5]
     assert [g.dtype for g in new] == [torch.float32, torch.float64, torch.float32]
 
 
 @given(lr=learning_rates, lr_ref=learning_rates, weight_decay=weight_decays)
 def test_scales_and_factor(lr: float, lr_ref: float, weight_decay: float) -> None:
-    assert _decay.decay_scale("lr", lr, lr_ref) == lr
-    assert _decay.decay_scale("schedule", lr, lr_ref) == lr / lr_ref
-    assert _decay.decay_scale("none", lr, lr_ref) == 1.0
-    assert _decay.decoupled_factor(lr, weight_decay) == 1 - lr * weight_decay
+    assert _rule.decay_scale("lr", lr, lr_ref) == lr
+    assert _rule.decay_scale("schedule", lr, lr_ref) == lr / lr_ref
+    assert _rule.decay_scale("none", lr, lr_ref) == 1.0
+    assert _rule.decoupled_factor(lr, weight_decay) == 1 - lr * weight_decay
 
 
 @pytest.mark.parametrize("lr_ref", [None, 0.0, -1.0, float("inf"), float("nan")], ids=str)
 def test_schedule_scaling_needs_a_reference_lr(lr_ref: float | None) -> None:
     with pytest.raises(ValueError, match=r"Invalid lr_ref value: .* \(must be a finite number > 0\)"):
-        _decay.decay_scale("schedule", 0.1, lr_ref)
+        _rule.decay_scale("schedule", 0.1, lr_ref)
 
 
 @pytest.mark.parametrize("weight_decay", [0, 0.0, 1e-4, 3, torch.tensor(0.1)], ids=str)
 def test_valid_weight_decay_passes(weight_decay: float) -> None:
-    _decay.check_weight_decay(weight_decay)
+    _rule.check_weight_decay(weight_decay)
 
 
 @pytest.mark.parametrize(
@@ -141,20 +141,20 @@ def test_valid_weight_decay_passes(weight_decay: float) -> None:
 )
 def test_invalid_weight_decay_is_named(weight_decay: object) -> None:
     with pytest.raises(ValueError, match=r"Invalid weight_decay in group 3 value.*>= 0"):
-        _decay.check_weight_decay(weight_decay, "weight_decay in group 3")
+        _rule.check_weight_decay(weight_decay, "weight_decay in group 3")
 
 
 @pytest.mark.parametrize("weight_decay", ["0.1", None, True, [0.1]], ids=str)
 def test_weight_decay_of_the_wrong_type_is_a_type_error(weight_decay: object) -> None:
     with pytest.raises(TypeError, match=r"weight_decay in group 3 must be a real number"):
-        _decay.check_weight_decay(weight_decay, "weight_decay in group 3")
+        _rule.check_weight_decay(weight_decay, "weight_decay in group 3")
 
 
 def test_scaling_values() -> None:
-    for scaling in _decay.WEIGHT_DECAY_SCALINGS:
-        _decay.check_weight_decay_scaling(scaling, decoupled=True)
-    _decay.check_weight_decay_scaling("lr", decoupled=False)
+    for scaling in _rule.WEIGHT_DECAY_SCALINGS:
+        _rule.check_weight_decay_scaling(scaling, decoupled=True)
+    _rule.check_weight_decay_scaling("lr", decoupled=False)
     with pytest.raises(ValueError, match="allowed values are 'lr', 'schedule', 'none'"):
-        _decay.check_weight_decay_scaling("step", decoupled=True)
+        _rule.check_weight_decay_scaling("step", decoupled=True)
     with pytest.raises(ValueError, match="needs decoupled_weight_decay=True"):
-        _decay.check_weight_decay_scaling("none", decoupled=False)
+        _rule.check_weight_decay_scaling("none", decoupled=False)

@@ -14,7 +14,7 @@ from torch import nn
 
 import l2optim
 from l2optim import FoldTrainer, kfold_splits, select_lambda_fast
-from l2optim._race import chosen_lambda
+from l2optim.selection._race import chosen_lambda
 
 # Eight features, forty rows, a weak signal: the 4-fold ridge CV curve has its minimum
 # well inside (0.01, 10).

@@ -1,4 +1,4 @@
-"""The compiled step (l2optim/_fused.py) that ``fused=True`` runs where torch has no kernel."""
+"""The compiled step (l2optim/optimizers/_compiled.py) that ``fused=True`` runs where torch has no kernel."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch._dynamo.utils import counters
 
 import l2optim
-from l2optim import _fused
+from l2optim.optimizers import _compiled
 
 # Inductor's kernels themselves, not only the traced steps (tests/conftest.py).
 pytestmark = pytest.mark.inductor
@@ -143,8 +143,8 @@ def test_compilation_failure_falls_back_with_one_warning(monkeypatch):
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(_fused, "_compiled", {})
-    monkeypatch.setattr(_fused, "_compile_failed", set())
+    monkeypatch.setattr(_compiled, "_compiled", {})
+    monkeypatch.setattr(_compiled, "_compile_failed", set())
     kwargs = {"centered": True}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -20,7 +20,7 @@ from _counting import count_calls
 from torch import nn
 
 import l2optim
-from l2optim._group_memo import GroupMemo, same_objects
+from l2optim.optimizers._memo import GroupMemo, same_objects
 
 SGD_MODULE = importlib.import_module("torch.optim.sgd")
 SIZES = [(4, 3), (3,), (2, 4)]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import l2optim
-from l2optim._groups import is_normalization
+from l2optim.optimizers._groups import is_normalization
 
 
 class MyRMSNorm(nn.Module):

@@ -21,7 +21,7 @@ from torch import nn
 from torch._dynamo.utils import counters
 
 import l2optim
-from l2optim import _implementation
+from l2optim.optimizers import _implementation
 
 LARGE = _implementation.CPU_FUSED_MIN_NUMEL
 # torch.optim's modules of functional updates (the package hides them behind the classes).

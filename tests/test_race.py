@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import l2optim
-from l2optim._race import (
+from l2optim.selection._race import (
     STOP_REASONS,
     RaceStop,
     Rung,

@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import l2optim
-from l2optim._curve import one_standard_error_lambda
-from l2optim._log import read_log
-from l2optim._search import grid_then_brent
+from l2optim.selection._curve import one_standard_error_lambda
+from l2optim.selection._log import read_log
+from l2optim.selection._search import grid_then_brent
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from torch.optim.adam import adam as torch_adam
 from torch.optim.rmsprop import rmsprop as torch_rmsprop
 from torch.optim.sgd import sgd as torch_sgd
 
-from l2optim import _decay
+from l2optim.optimizers import _rule
 
 CUDA = torch.cuda.is_available()
 
@@ -42,7 +42,7 @@ def _import_kernels() -> Any:
         pytest.importorskip(
             "triton", reason="triton is not installed (the test extra has it on Linux x86_64)"
         )
-        from l2optim._triton import _tables
+        from l2optim.optimizers._triton import _tables
 
         return _tables.kernels()
     finally:
@@ -54,8 +54,8 @@ def _import_kernels() -> Any:
 
 _kernels = _import_kernels()
 
-from l2optim import _triton  # noqa: E402
-from l2optim._triton import _tables  # noqa: E402
+from l2optim.optimizers import _triton  # noqa: E402
+from l2optim.optimizers._triton import _tables  # noqa: E402
 
 if not _kernels.INTERPRETED and not CUDA:
     pytest.skip("compiled Triton kernels need a CUDA device", allow_module_level=True)
@@ -247,7 +247,7 @@ def decay_factor(decay: tuple | None, lr: Any) -> Any:
     if decay is None:
         return None
     scaling, weight_decay = decay
-    return _decay.decoupled_factor(_decay.decay_scale(scaling, lr, LR_REF), weight_decay)
+    return _rule.decoupled_factor(_rule.decay_scale(scaling, lr, LR_REF), weight_decay)
 
 
 def reference_step(family, params, grads, states, lr, decay, grad_scale=None) -> None:
@@ -733,7 +733,7 @@ def test_bad_input_changes_nothing() -> None:
 
 
 def test_importing_l2optim_does_not_import_triton() -> None:
-    code = "import sys, l2optim, l2optim._triton; assert 'triton' not in sys.modules, sorted(sys.modules)"
+    code = "import sys, l2optim, l2optim.optimizers._triton; assert 'triton' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -744,7 +744,7 @@ import json, re, time
 import triton, triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from l2optim._triton import _kernels, _tables
+from l2optim.optimizers._triton import _kernels, _tables
 
 pointers = {"table": "*i64", "lr_ptr": "*fp32", "factor_ptr": "*fp32",
             "grad_scale_ptr": "*fp32", "found_inf_ptr": "*fp32", "addresses": "*i64"}

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import IO
 
-from l2optim._curve import Evaluation
+from l2optim.selection._curve import Evaluation
 
 __all__ = ["LogWriter", "read_log"]
 

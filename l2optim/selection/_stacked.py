@@ -14,8 +14,8 @@ fold), same decayed parameters (:func:`l2optim.decay_groups`), and the update ru
 the optimizer class it names, with λ entering as that optimizer applies it:
 
 * coupled: g ← g + λ·p, then the base update;
-* decoupled: p ← p·(1 − s·λ) (:func:`l2optim._decay.decoupled_factor`), then the base
-  update, with s the group's decoupled scaling (:func:`l2optim._decay.decay_scale`).
+* decoupled: p ← p·(1 − s·λ) (:func:`l2optim.decoupled_factor`), then the base
+  update, with s the group's decoupled scaling (:func:`l2optim.decay_scale`).
 
 The base updates are torch's own single-tensor algorithms for SGD (momentum,
 dampening, Nesterov), Adam (AMSGrad) and RMSprop (momentum, centring), written for
@@ -37,9 +37,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
-from l2optim import _decay
-from l2optim._groups import decay_groups
-from l2optim._trainer import FoldTrainer, _aligned
+from l2optim.optimizers import decay_groups, decay_scale, decoupled_factor
+from l2optim.selection._trainer import FoldTrainer, _aligned
 
 __all__ = ["FoldStacks", "ModelStack", "UpdateRule", "update_rule"]
 
@@ -83,7 +82,7 @@ class UpdateRule:
         """Raise ``ValueError`` when a decoupled λ would flip the sign of the weights."""
         if self.decoupled and len(lambdas):
             worst = float(lambdas.max())
-            if not _decay.decoupled_factor(self.scale, worst) > 0:
+            if not decoupled_factor(self.scale, worst) > 0:
                 raise ValueError(
                     f"decoupled weight decay with lambda={worst:.6g} would flip the sign of "
                     f"every weight: 1 - s*lambda <= 0 with s={self.scale:.6g}; "
@@ -124,7 +123,7 @@ class UpdateRule:
             if name in decayed:
                 lam = lambdas.reshape((-1,) + (1,) * (param.ndim - 1))
                 if self.decoupled:
-                    param.mul_(_decay.decoupled_factor(self.scale, lam))
+                    param.mul_(decoupled_factor(self.scale, lam))
                 else:
                     grad = grad + lam * param
             getattr(self, f"_{self.kind}")(param, grad, state[name], step)
@@ -217,7 +216,7 @@ def update_rule(
     # FoldTrainer keeps lr constant, so under "schedule" s = lr / lr_ref stays what the
     # class records at construction (1 unless the class records another lr_ref).
     lr_ref = _plain(group.get("lr_ref", settings["lr"]))
-    scale = float(_decay.decay_scale(scaling, settings["lr"], lr_ref)) if decoupled else 1.0
+    scale = float(decay_scale(scaling, settings["lr"], lr_ref)) if decoupled else 1.0
     return UpdateRule(kind, settings, decoupled, scale)
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from l2optim import _compat, _decay
+from l2optim import _compat
+from l2optim.optimizers import _rule
 
 __all__ = ["rmsprop_update", "run_compiled", "scalar_tensor", "sgd_momentum_update"]
 
@@ -30,7 +31,7 @@ def _unscale_and_decay(
     if grad_scale is not None:
         grads = _compat.foreach_div(grads, grad_scale)
     if factor is not None:
-        _decay.shrink(params, factor)
+        _rule.shrink(params, factor)
     return grads
 
 

@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from l2optim import _decay
-from l2optim._weight_decay import WEIGHT_DECAY_ARGS, WeightDecayMixin
+from l2optim.optimizers import _rule
+from l2optim.optimizers._mixin import WEIGHT_DECAY_ARGS, WeightDecayMixin
 
 __all__ = ["with_weight_decay"]
 
@@ -103,7 +103,7 @@ def _make_with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimize
             weight_decay = weight_decay.arguments.get("weight_decay", 0.0)
         else:
             weight_decay = kwargs.pop("weight_decay", 0.0)
-            _decay.check_weight_decay(weight_decay)
+            _rule.check_weight_decay(weight_decay)
         self._prepare_weight_decay(weight_decay, decoupled_weight_decay, weight_decay_scaling)
         if not base_takes_weight_decay:
             self._weight_decay_defaults["weight_decay"] = weight_decay

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from l2optim._curve import CVCurve, one_standard_error_lambda
-from l2optim._kfold import kfold_splits
-from l2optim._search import grid_then_brent
 from l2optim._validation import check_bool, check_bounds
+from l2optim.selection._curve import CVCurve, one_standard_error_lambda
+from l2optim.selection._kfold import kfold_splits
+from l2optim.selection._search import grid_then_brent
 
 __all__ = ["RidgeCVResult", "ridge_cv"]
 

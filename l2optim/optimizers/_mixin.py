@@ -1,6 +1,6 @@
 """Where the decay rule sits in a step, for any ``torch.optim.Optimizer`` subclass.
 
-The base class does the update; :mod:`l2optim._decay` does the decay; the mixin here
+The base class does the update; :mod:`l2optim.optimizers._rule` does the decay; the mixin here
 decides, for each param group and each step, where the decay sits:
 
 * coupled, when the base's own ``weight_decay`` is coupled L2: the base does it,
@@ -12,9 +12,9 @@ decides, for each param group and each step, where the decay sits:
   gradient, just before the base update, and shows the base a ``weight_decay`` of 0.
 
 It also chooses what runs the base update when the user chose nothing
-(:mod:`l2optim._implementation`), and runs a whole update itself where ``fused=True`` asks
+(:mod:`l2optim.optimizers._implementation`), and runs a whole update itself where ``fused=True`` asks
 for a one-pass step torch does not have. A group's plan is kept for the next step while
-nothing it was made from changes (:mod:`l2optim._group_memo`): on a small model the
+nothing it was made from changes (:mod:`l2optim.optimizers._memo`): on a small model the
 planning would otherwise cost a tenth of the step.
 """
 
@@ -28,9 +28,14 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from l2optim import _compat, _decay, _fused
-from l2optim._group_memo import GroupMemo, same_objects
-from l2optim._implementation import GroupTensors, fused_kernel_supports, triton_kernel_runs
+from l2optim import _compat
+from l2optim.optimizers import _compiled, _rule
+from l2optim.optimizers._implementation import (
+    GroupTensors,
+    fused_kernel_supports,
+    triton_kernel_runs,
+)
+from l2optim.optimizers._memo import GroupMemo, same_objects
 
 __all__ = ["WEIGHT_DECAY_ARGS", "WeightDecayMixin", "document_weight_decay", "lr_scaled"]
 
@@ -132,8 +137,8 @@ class WeightDecayMixin:
     ) -> None:
         # torch rejects a negative λ itself, with its own message; NaN slips through it.
         if isinstance(weight_decay, float) and math.isnan(weight_decay):
-            _decay.check_weight_decay(weight_decay)
-        _decay.check_weight_decay_scaling(weight_decay_scaling, decoupled_weight_decay)
+            _rule.check_weight_decay(weight_decay)
+        _rule.check_weight_decay_scaling(weight_decay_scaling, decoupled_weight_decay)
         self._weight_decay_defaults = {
             "decoupled_weight_decay": bool(decoupled_weight_decay),
             "weight_decay_scaling": weight_decay_scaling,
@@ -221,7 +226,7 @@ class WeightDecayMixin:
 
     def _plan_step(self, groups: list[dict[str, Any]]) -> _StepPlan:
         """Each group's plan: the one an earlier step made, where nothing it was made from
-        has changed (:mod:`l2optim._group_memo`), else a new one."""
+        has changed (:mod:`l2optim.optimizers._memo`), else a new one."""
         if torch.compiler.is_compiling():
             # Traced once into the graph; a memo would only add guards.
             plans = [self._plan_group(i, group) for i, group in enumerate(groups)]
@@ -259,7 +264,7 @@ class WeightDecayMixin:
             scale = _decay_scale(index, group)
             if group["weight_decay_scaling"] == "schedule" and not torch.compiler.is_compiling():
                 self._warn_if_lr_above_reference(index, group, scale)
-            factor = _decay.decoupled_factor(scale, weight_decay)
+            factor = _rule.decoupled_factor(scale, weight_decay)
             _check_factor(index, group, factor, scale)
         if self._needs_own_update(group, decoupled):
             return _GroupStep(factor=factor, own_update=True, reads_lr=decoupled)
@@ -288,17 +293,17 @@ class WeightDecayMixin:
         warned = self.__dict__.setdefault("_warned_lr_above_reference", set())
         if id(group) in warned:
             return
-        message = _decay.lr_above_reference(index, group, scale)
+        message = _rule.lr_above_reference(index, group, scale)
         if message is not None:
             warned.add(id(group))
-            _compat.warn_in_user_code(message, _decay.LrAboveReferenceWarning)
+            _compat.warn_in_user_code(message, _rule.LrAboveReferenceWarning)
 
     def _default_implementation(self, group: dict[str, Any]) -> dict[str, Any]:
         """What the base update runs when the user chose no implementation for the group.
 
         torch's fused kernel where it is faster; else, for small CPU tensors, the
         base's foreach update where it is the same arithmetic as its per-tensor loop
-        (fewer Python calls); else torch's own default (see :mod:`l2optim._implementation`).
+        (fewer Python calls); else torch's own default (see :mod:`l2optim.optimizers._implementation`).
         """
         if (
             group.get("foreach") is not None
@@ -366,7 +371,7 @@ class WeightDecayMixin:
 
     def _own_update(self, group: dict[str, Any], factor: Any) -> None:
         if self._runs_triton_kernel(group):
-            params = _decay.with_grad(group["params"])
+            params = _rule.with_grad(group["params"])
             if params:
                 grad_scale, found_inf = _compat.gradscaler_handoff(self)
                 self._kernel_update(group, params, factor, grad_scale, found_inf)
@@ -404,7 +409,7 @@ class WeightDecayMixin:
         # as GradScaler itself makes for every unfused optimizer.
         if found_inf is not None and bool(found_inf.item()):
             return None
-        params = _decay.with_grad(group["params"])
+        params = _rule.with_grad(group["params"])
         if not params:
             return None
         if not fused_kernel_supports(params):
@@ -412,8 +417,8 @@ class WeightDecayMixin:
                 "`fused=True` requires all the params to be dense floating point Tensors of "
                 f"supported devices: {_compat.fused_kernel_devices()}"
             )
-        lr = _fused.scalar_tensor(group["lr"], params)
-        factor = None if factor is None else _fused.scalar_tensor(factor, params)
+        lr = _compiled.scalar_tensor(group["lr"], params)
+        factor = None if factor is None else _compiled.scalar_tensor(factor, params)
         return params, lr, factor, grad_scale
 
     def _use_foreach(self, group: dict[str, Any]) -> bool:
@@ -441,8 +446,8 @@ class WeightDecayMixin:
     def _apply_decoupled_decay(self, step: _StepPlan, found_inf: Tensor | None) -> None:
         for i in step.decoupled:
             plan = step.plans[i]
-            params = _decay.with_grad(self.param_groups[i]["params"])
-            _decay.shrink(params, plan.factor, found_inf=found_inf, foreach=plan.decay_foreach)
+            params = _rule.with_grad(self.param_groups[i]["params"])
+            _rule.shrink(params, plan.factor, found_inf=found_inf, foreach=plan.decay_foreach)
 
     def _show_coupled_decay(
         self, step: _StepPlan, grad_scale: Tensor | None
@@ -451,10 +456,10 @@ class WeightDecayMixin:
         swapped: list[tuple[Tensor, Tensor]] = []
         for i in step.coupled:
             group, plan = self.param_groups[i], step.plans[i]
-            params = _decay.with_grad(group["params"])
+            params = _rule.with_grad(group["params"])
             grads = [p.grad for p in params]
             with torch.no_grad():
-                decayed = _decay.add_coupled_decay(
+                decayed = _rule.add_coupled_decay(
                     grads,
                     params,
                     plan.coupled,
@@ -488,20 +493,20 @@ def lr_scaled(group: dict[str, Any], weight_decay: Any, scale: Any) -> float | N
 
 
 def _check_group(index: int, group: dict[str, Any]) -> None:
-    _decay.check_weight_decay(group["weight_decay"], f"weight_decay in param group {index}")
-    _decay.check_weight_decay_scaling(
+    _rule.check_weight_decay(group["weight_decay"], f"weight_decay in param group {index}")
+    _rule.check_weight_decay_scaling(
         group["weight_decay_scaling"], group["decoupled_weight_decay"]
     )
     group.setdefault("lr_ref", _copy_lr(group["lr"]))
     if group["decoupled_weight_decay"] and group["weight_decay_scaling"] == "schedule":
-        _decay.check_lr_ref(group["lr_ref"], f"lr_ref in param group {index}")
+        _rule.check_lr_ref(group["lr_ref"], f"lr_ref in param group {index}")
 
 
 def _decay_scale(index: int, group: dict[str, Any]) -> Any:
     scaling = group["weight_decay_scaling"]
     if scaling == "schedule":
-        _decay.check_lr_ref(group.get("lr_ref"), f"lr_ref in param group {index}")
-    return _decay.decay_scale(scaling, group["lr"], group.get("lr_ref"))
+        _rule.check_lr_ref(group.get("lr_ref"), f"lr_ref in param group {index}")
+    return _rule.decay_scale(scaling, group["lr"], group.get("lr_ref"))
 
 
 def _check_factor(index: int, group: dict[str, Any], factor: Any, scale: Any) -> None:

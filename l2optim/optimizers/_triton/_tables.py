@@ -52,7 +52,7 @@ specializations: set[tuple] = set()
 
 def kernels() -> Any:
     """The kernels module (imports triton on first use)."""
-    return importlib.import_module("l2optim._triton._kernels")
+    return importlib.import_module("l2optim.optimizers._triton._kernels")
 
 
 def _to_device(rows: Tensor, device: torch.device) -> Tensor:

@@ -1,7 +1,7 @@
 """``select_lambda_fast``: λ for a network at the cost of a few training runs.
 
-The entry point joins the race (:mod:`l2optim._race`) to stacked training
-(:class:`l2optim._batched.FoldStacks`) and counts what it costs.
+The entry point joins the race (:mod:`l2optim.selection._race`) to stacked training
+(:class:`l2optim.selection._stacked.FoldStacks`) and counts what it costs.
 """
 
 from __future__ import annotations
@@ -13,11 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from l2optim._batched import FoldStacks
-from l2optim._curve import CVCurve, Evaluation
-from l2optim._kfold import KFoldObjective, kfold_splits
-from l2optim._race import RaceStop, Rung, plan_race, planned_cost, race
-from l2optim._trainer import FoldTrainer
 from l2optim._validation import (
     check_bool,
     check_bounds,
@@ -25,6 +20,11 @@ from l2optim._validation import (
     check_non_negative,
     check_positive,
 )
+from l2optim.selection._curve import CVCurve, Evaluation
+from l2optim.selection._kfold import KFoldObjective, kfold_splits
+from l2optim.selection._race import RaceStop, Rung, plan_race, planned_cost, race
+from l2optim.selection._stacked import FoldStacks
+from l2optim.selection._trainer import FoldTrainer
 
 __all__ = ["LambdaRace", "select_lambda_fast"]
 

@@ -28,7 +28,7 @@ the vertex of the parabola through them.
 
 ``benchmarks/lambda_rankings.py`` measures how early and on how few folds a ranking
 holds. The race only needs contestants that can be trained further and scored
-(:class:`Contestants`); training many at once is :class:`l2optim._batched.FoldStacks`'s
+(:class:`Contestants`); training many at once is :class:`l2optim.selection._stacked.FoldStacks`'s
 job, and the public entry point is :func:`l2optim.select_lambda_fast`.
 """
 

@@ -14,9 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from l2optim._groups import decay_groups
-from l2optim._optimizers import SGD
 from l2optim._validation import check_bool, check_callable, check_count
+from l2optim.optimizers import SGD, decay_groups
 
 __all__ = ["FoldTrainer"]
 

@@ -21,7 +21,7 @@ makes the same choice and continues bit for bit.
 * Anything else: torch's own default.
 
 ``fused=True`` asks for a fused kernel. Where torch has none, l2optim runs a compiled one
-(``l2optim._fused``); its own Triton kernels (``l2optim._triton``) run instead when
+(``l2optim.optimizers._compiled``); its own Triton kernels (``l2optim.optimizers._triton``) run instead when
 switched on with the environment variable ``L2OPTIM_TRITON_KERNELS=1``. They are off by
 default: on a GPU they have been measured for one layout only (100 tensors of 1M
 parameters on an H200, faster than torch's fused kernels; docs/performance.md), and the
@@ -124,6 +124,6 @@ def triton_kernel_runs(params: Sequence[Tensor]) -> bool:
     """Whether ``fused=True`` runs l2optim's Triton kernel for these tensors."""
     if os.environ.get(TRITON_SWITCH, "0") != "1":
         return False
-    from l2optim import _triton
+    from l2optim.optimizers import _triton
 
     return _triton.available() and _triton.supports(params)

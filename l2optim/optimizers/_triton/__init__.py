@@ -8,7 +8,7 @@ whether triton is installed. triton is imported when a kernel first runs, never 
 ``import l2optim``.
 """
 
-from l2optim._triton._steps import (
+from l2optim.optimizers._triton._steps import (
     adam_step,
     available,
     init_adam_state,

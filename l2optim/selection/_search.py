@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from l2optim._curve import CVCurve, Evaluation
-from l2optim._log import LogWriter, read_log
 from l2optim._validation import check_bounds, check_callable, check_count, check_positive
+from l2optim.selection._curve import CVCurve, Evaluation
+from l2optim.selection._log import LogWriter, read_log
 
 __all__ = ["LambdaSearch", "ObjectiveError", "grid_then_brent", "select_lambda"]
 

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
-from l2optim._triton import _tables
+from l2optim.optimizers._triton import _tables
 
 __all__ = [
     "adam_step",
@@ -73,7 +73,7 @@ def interpreted() -> bool:
 
     Triton decides when the kernels are defined, on first use, from ``TRITON_INTERPRET``.
     """
-    module = sys.modules.get("l2optim._triton._kernels")
+    module = sys.modules.get("l2optim.optimizers._triton._kernels")
     if module is not None:
         return module.INTERPRETED
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on", "y")

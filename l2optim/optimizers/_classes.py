@@ -2,7 +2,7 @@
 
 Every class here is its ``torch.optim`` namesake plus two per-group settings,
 ``decoupled_weight_decay`` and ``weight_decay_scaling`` (and its reference lr, ``lr_ref``):
-:class:`l2optim._weight_decay.WeightDecayMixin` over the torch class. What is particular
+:class:`l2optim.optimizers._mixin.WeightDecayMixin` over the torch class. What is particular
 to each base lives here: which decoupled decay its own kernels can do, and how its whole
 update runs as one pass under ``fused=True``.
 """
@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from l2optim import _compat, _fused, _triton
-from l2optim._weight_decay import WeightDecayMixin, document_weight_decay, lr_scaled
+from l2optim import _compat
+from l2optim.optimizers import _compiled, _triton
+from l2optim.optimizers._mixin import WeightDecayMixin, document_weight_decay, lr_scaled
 
 __all__ = ["SGD", "SGDW", "Adam", "AdamW", "RMSprop", "RMSpropW"]
 
@@ -153,9 +154,9 @@ class SGD(WeightDecayMixin, torch.optim.SGD):
         }
         if any(b is None for b in buffers):
             # The first step creates the buffers; compiling it would cost a second compile.
-            _fused.sgd_momentum_update(params, grads, buffers, **kwargs)
+            _compiled.sgd_momentum_update(params, grads, buffers, **kwargs)
         else:
-            _fused.run_compiled(_fused.sgd_momentum_update, params, grads, buffers, **kwargs)
+            _compiled.run_compiled(_compiled.sgd_momentum_update, params, grads, buffers, **kwargs)
         for p, buffer in zip(params, buffers, strict=True):
             self.state[p]["momentum_buffer"] = buffer
 
@@ -463,8 +464,8 @@ class RMSprop(WeightDecayMixin, torch.optim.RMSprop):
         lists: tuple[list[Tensor], ...] = ([], [], [], [], [], [])
         params, grads, square_avgs, buffers, grad_avgs, steps = lists
         self._init_group(group, params, grads, square_avgs, buffers, grad_avgs, steps)
-        _fused.run_compiled(
-            _fused.rmsprop_update,
+        _compiled.run_compiled(
+            _compiled.rmsprop_update,
             params,
             grads,
             square_avgs,

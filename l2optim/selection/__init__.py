@@ -1,0 +1,39 @@
+"""Choosing λ: cross-validation curves over the weight decay, and the searches that make them.
+
+Inside: the CV curve every search returns (``_curve``); ridge regression's exact curve
+from one SVD (``_ridge``); the grid-then-Brent search for any objective and its
+resumable log (``_search``, ``_log``); k-fold objectives on executors (``_kfold``); the
+fold trainer for torch modules (``_trainer``), its stacked training of many runs at once
+(``_stacked``); and the race over λ on stacked training (``_race``, ``_select_fast``).
+It uses the optimizers through :mod:`l2optim.optimizers`'s public names only.
+"""
+
+from __future__ import annotations
+
+from l2optim.selection._curve import CVCurve, Evaluation, LambdaAtEdgeWarning
+from l2optim.selection._kfold import KFoldObjective, kfold_objective, kfold_splits
+from l2optim.selection._race import STOP_REASONS, RaceStop
+from l2optim.selection._ridge import RidgeCVResult, ridge_cv
+from l2optim.selection._search import LambdaSearch, ObjectiveError, select_lambda
+from l2optim.selection._select_fast import LambdaRace, select_lambda_fast
+from l2optim.selection._trainer import FoldTrainer, Standardized
+
+__all__ = [
+    "STOP_REASONS",
+    "CVCurve",
+    "Evaluation",
+    "FoldTrainer",
+    "KFoldObjective",
+    "LambdaAtEdgeWarning",
+    "LambdaRace",
+    "LambdaSearch",
+    "ObjectiveError",
+    "RaceStop",
+    "RidgeCVResult",
+    "Standardized",
+    "kfold_objective",
+    "kfold_splits",
+    "ridge_cv",
+    "select_lambda",
+    "select_lambda_fast",
+]
