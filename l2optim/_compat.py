@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.optim import optimizer as _optimizer
+from torch.optim.adam import adam as _adam
 from torch.optim.rmsprop import rmsprop as _rmsprop
 from torch.optim.sgd import sgd as _sgd
 from torch.utils import _foreach_utils
@@ -32,6 +33,7 @@ __all__ = [
     "foreach_mul",
     "foreach_mul_",
     "fused_kernel_devices",
+    "functional_adam",
     "functional_rmsprop",
     "functional_sgd",
     "gradscaler_handoff",
@@ -40,6 +42,7 @@ __all__ = [
     "set_step_unscales",
     "warn_in_user_code",
     "step_body",
+    "step_dtype",
     "step_unscales",
 ]
 
@@ -53,7 +56,14 @@ foreach_mul_: Callable[..., None] = torch._foreach_mul_
 
 # -- the functional updates behind torch.optim's classes ---------------------------------
 functional_sgd: Callable[..., None] = _sgd
+functional_adam: Callable[..., None] = _adam
 functional_rmsprop: Callable[..., None] = _rmsprop
+
+
+def step_dtype() -> torch.dtype:
+    """The dtype of the step counts torch's unfused Adam and RMSprop keep (float32, or
+    float64 where the default dtype is)."""
+    return _optimizer._get_scalar_dtype()
 
 #: The base of every torch batch/instance normalisation layer (BatchNorm*, InstanceNorm*,
 #: SyncBatchNorm); torch exports the layers but not their common base.

@@ -36,5 +36,5 @@ def compiled_steps_without_codegen(request, monkeypatch):
     """
     if request.node.get_closest_marker("inductor") is None:
         monkeypatch.setattr(_compiled, "_compile", _trace_only)
-        monkeypatch.setattr(_compiled, "_compiled", _TRACED_STEPS)
+        monkeypatch.setattr(_compiled, "_by_configuration", _TRACED_STEPS)
     yield

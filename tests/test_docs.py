@@ -116,6 +116,14 @@ import torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import Replicate, distribute_tensor
 import l2optim
+from l2optim.optimizers._mixin import LiveFacts
+from l2optim.optimizers._planner import default_implementation
+
+
+def chosen(optimizer):
+    group = optimizer.param_groups[0]
+    return default_implementation(group, optimizer._base, LiveFacts(optimizer, group))
+
 
 store = os.path.join(tempfile.mkdtemp(), "store")
 dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
@@ -128,10 +136,9 @@ try:
     for cls, kwargs in [
         (l2optim.SGD, momentum), (l2optim.SGDW, momentum), (l2optim.Adam, {}), (l2optim.AdamW, {})
     ]:
-        chosen = cls([plain], lr=0.1, **kwargs)
-        assert chosen._default_implementation(chosen.param_groups[0]) == {"fused": True}, cls
+        assert chosen(cls([plain], lr=0.1, **kwargs)) == {"fused": True}, cls
         optimizer = cls([sharded], lr=0.1, **kwargs)
-        assert optimizer._default_implementation(optimizer.param_groups[0]) == {}, cls
+        assert chosen(optimizer) == {}, cls
         sharded.grad = torch.ones_like(sharded)
         optimizer.step()  # and the step runs on the DTensor
 finally:

@@ -143,7 +143,7 @@ def test_compilation_failure_falls_back_with_one_warning(monkeypatch):
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(_compiled, "_compiled", {})
+    monkeypatch.setattr(_compiled, "_by_configuration", {})
     monkeypatch.setattr(_compiled, "_compile_failed", set())
     kwargs = {"centered": True}
     with warnings.catch_warnings(record=True) as caught:

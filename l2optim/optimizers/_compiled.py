@@ -1,11 +1,11 @@
-"""Compiled one-pass updates for the modes torch has no fused kernel for.
+"""Compiled one-pass updates, for the modes torch has no fused kernel for.
 
 torch has no fused kernel for SGD with momentum and decoupled decay, or for RMSprop in
-any form. The functions here are those updates as plain multi-tensor torch code: the
-decay, then torch's own functional update. ``run_compiled`` runs them through
-``torch.compile`` (Inductor: C++ on CPU, Triton on GPU), which fuses each into one pass.
-The learning rate and the decay factor enter as tensors, so a schedule never recompiles.
-They know nothing of optimizer classes; the classes decide when to call them.
+any form. Those families write the update as plain multi-tensor torch code (the decay,
+then torch's own functional update: ``_sgd.momentum_update``, ``_rmsprop.update``), and
+``run_compiled`` runs it through ``torch.compile`` (Inductor: C++ on CPU, Triton on
+GPU), which fuses it into one pass. The learning rate and the decay factor enter as
+tensors, so a schedule never recompiles.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from torch import Tensor
 from l2optim import _compat
 from l2optim.optimizers import _rule
 
-__all__ = ["rmsprop_update", "run_compiled", "scalar_tensor", "sgd_momentum_update"]
+__all__ = ["run_compiled", "scalar_tensor", "unscale_and_decay"]
 
 
-def _unscale_and_decay(
+def unscale_and_decay(
     params: list[Tensor], grads: list[Tensor], factor: Tensor | None, grad_scale: Tensor | None
 ) -> list[Tensor]:
     """What comes before the base update: g/scale (under GradScaler), and p ← p·factor."""
@@ -35,82 +35,11 @@ def _unscale_and_decay(
     return grads
 
 
-def sgd_momentum_update(
-    params: list[Tensor],
-    grads: list[Tensor],
-    momentum_buffers: list[Tensor | None],
-    *,
-    lr: Tensor,
-    factor: Tensor | None,
-    grad_scale: Tensor | None,
-    weight_decay: float,
-    momentum: float,
-    dampening: float,
-    nesterov: bool,
-    maximize: bool,
-) -> None:
-    """Decoupled decay (p ← p·factor), then torch's multi-tensor SGD with momentum."""
-    grads = _unscale_and_decay(params, grads, factor, grad_scale)
-    _compat.functional_sgd(
-        params,
-        grads,
-        momentum_buffers,
-        foreach=True,
-        weight_decay=weight_decay,
-        momentum=momentum,
-        lr=lr,
-        dampening=dampening,
-        nesterov=nesterov,
-        maximize=maximize,
-    )
-
-
-def rmsprop_update(
-    params: list[Tensor],
-    grads: list[Tensor],
-    square_avgs: list[Tensor],
-    grad_avgs: list[Tensor],
-    momentum_buffers: list[Tensor],
-    steps: list[Tensor],
-    *,
-    lr: Tensor,
-    factor: Tensor | None,
-    grad_scale: Tensor | None,
-    weight_decay: float,
-    alpha: float,
-    eps: float,
-    momentum: float,
-    centered: bool,
-    maximize: bool,
-) -> None:
-    """Decoupled decay (p ← p·factor), then torch's multi-tensor RMSprop."""
-    grads = _unscale_and_decay(params, grads, factor, grad_scale)
-    _compat.functional_rmsprop(
-        params,
-        grads,
-        square_avgs,
-        grad_avgs,
-        momentum_buffers,
-        steps,
-        foreach=True,
-        maximize=maximize,
-        # Compiled, torch's capturable branch keeps the tensor lr a tensor; the other
-        # branch turns it into a scalar that the compiled kernel holds in float32.
-        capturable=torch.compiler.is_compiling(),
-        lr=lr,
-        alpha=alpha,
-        eps=eps,
-        weight_decay=weight_decay,
-        momentum=momentum,
-        centered=centered,
-    )
-
-
 # One compiled function per update and static configuration (the hyperparameters that
 # are Python numbers, and which tensor arguments are present). Each gets a code object of
 # its own, so each has its own recompilation budget: new layouts of one configuration
 # recompile, and configurations never evict each other.
-_compiled: dict[tuple[Any, ...], Callable[..., None]] = {}
+_by_configuration: dict[tuple[Any, ...], Callable[..., None]] = {}
 _compile_failed: set[tuple[Any, ...]] = set()
 
 
@@ -135,9 +64,9 @@ def run_compiled(update: Callable[..., None], *args: Any, **kwargs: Any) -> None
     """
     key = _configuration(update, kwargs)
     if not torch.compiler.is_compiling() and key not in _compile_failed:
-        compiled = _compiled.get(key)
+        compiled = _by_configuration.get(key)
         if compiled is None:
-            compiled = _compiled[key] = _compile(update, len(_compiled))
+            compiled = _by_configuration[key] = _compile(update, len(_by_configuration))
         try:
             compiled(*args, **kwargs)
             return

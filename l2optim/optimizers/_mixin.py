@@ -1,28 +1,22 @@
-"""Where the decay rule sits in a step, for any ``torch.optim.Optimizer`` subclass.
+"""The optimizer side of the decay rule: a mixin over any ``torch.optim.Optimizer`` subclass.
 
-The base class does the update; :mod:`l2optim.optimizers._rule` does the decay; the mixin here
-decides, for each param group and each step, where the decay sits:
+The base class does the update; :mod:`._rule` does the decay; :mod:`._planner` decides,
+for each param group and each step, where the decay sits (in the base's own kernels, or
+applied here around the base update) and what runs the base update. This mixin gathers
+what the planner needs, keeps a group's plan while nothing it was made from changes
+(:mod:`._memo`: on a small model the planning would otherwise cost a tenth of the step),
+and carries out the plan: the decay, the base update with the group entries the plan
+shows it, and the one-pass updates ``fused=True`` asks for (the family's own).
 
-* coupled, when the base's own ``weight_decay`` is coupled L2: the base does it,
-  with its own kernels (single-tensor, foreach or fused), so the numbers are torch's;
-* decoupled, when the base has a kernel for the same maths (Adam's decoupled mode;
-  SGD without momentum, where decoupled decay *is* coupled decay with λ·s_t/lr_t):
-  λ is translated into the base's convention for that step;
-* otherwise the mixin applies the rule itself, on the parameters that have a
-  gradient, just before the base update, and shows the base a ``weight_decay`` of 0.
-
-It also chooses what runs the base update when the user chose nothing
-(:mod:`l2optim.optimizers._implementation`), and runs a whole update itself where ``fused=True`` asks
-for a one-pass step torch does not have. A group's plan is kept for the next step while
-nothing it was made from changes (:mod:`l2optim.optimizers._memo`): on a small model the
-planning would otherwise cost a tenth of the step.
+Each family (``_sgd``, ``_adam``, ``_rmsprop``) says what its base can do in a
+:class:`~._planner.BaseRecord` and supplies its one-pass updates.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
@@ -36,75 +30,32 @@ from l2optim.optimizers._implementation import (
     triton_kernel_runs,
 )
 from l2optim.optimizers._memo import GroupMemo, same_objects
+from l2optim.optimizers._planner import BaseRecord, GroupStep, StepPlan, plan_group
 
-__all__ = ["WEIGHT_DECAY_ARGS", "WeightDecayMixin", "document_weight_decay", "lr_scaled"]
+__all__ = ["WEIGHT_DECAY_ARGS", "LiveFacts", "WeightDecayMixin", "document_weight_decay"]
 
 _Optimizer = TypeVar("_Optimizer", bound=torch.optim.Optimizer)
 
 
-def _as_float(x: Any) -> float | None:
-    """``x`` as a Python float when that costs no device synchronisation, else None."""
-    if isinstance(x, Tensor):
-        return float(x) if x.device.type == "cpu" else None
-    return float(x)
+class LiveFacts:
+    """The planner's facts about one group of an optimizer, each read when first asked."""
 
+    def __init__(self, optimizer: WeightDecayMixin, group: dict[str, Any]) -> None:
+        self._optimizer, self._group = optimizer, group
+        self.compiling = torch.compiler.is_compiling()
 
-@dataclass(frozen=True, slots=True)
-class _GroupStep:
-    """What one step does in one param group (kept for later steps: see ``_plan_step``)."""
+    @functools.cached_property
+    def tensors(self) -> GroupTensors:
+        return self._optimizer._group_tensors(self._group)
 
-    # Group entries the base update sees in place of the stored ones, this step only.
-    base_view: dict[str, Any] = field(default_factory=dict)
-    # λ for coupled decay applied here (the base cannot), else None.
-    coupled: float | Tensor | None = None
-    # 1 − s_t·λ for decoupled decay applied here (the base cannot), else None.
-    factor: float | Tensor | None = None
-    # The whole update runs here, in one pass (compiled, or a kernel), not in the base.
-    own_update: bool = False
-    # The decay applied here runs on foreach kernels (see ``_use_foreach``).
-    decay_foreach: bool = True
-    # The plan depends on the value of the group's lr, not only on its being a number.
-    reads_lr: bool = True
+    @functools.cached_property
+    def state_on_param_device(self) -> bool:
+        state = self._optimizer.state
+        return all(state.get(p, {}).get("step", p).device == p.device for p in self._group["params"])
 
-
-@dataclass(frozen=True, slots=True)
-class _StepPlan:
-    """Every group's plan for a step, and the groups that have work in each part of it."""
-
-    plans: tuple[_GroupStep, ...]
-    # Indices of the groups whose base update sees g + λ·p (coupled decay applied here),
-    coupled: tuple[int, ...]
-    # that are decayed here before the base update,
-    decoupled: tuple[int, ...]
-    # and whose whole update runs here; the base update sees the other groups only.
-    own: tuple[int, ...]
-    # (group, entries the base update sees, the group's own entries to put back after),
-    # leaving out entries that already hold the object the base should see. The entries
-    # to put back are those the group held when the plans were made: the plans are used
-    # only while it holds the same objects (see ``_plan_step``).
-    views: tuple[tuple[dict[str, Any], dict[str, Any], dict[str, Any]], ...]
-
-    @classmethod
-    def of(cls, plans: list[_GroupStep], groups: list[dict[str, Any]]) -> _StepPlan:
-        def where(has: Callable[[_GroupStep], Any]) -> tuple[int, ...]:
-            return tuple(i for i, plan in enumerate(plans) if has(plan))
-
-        return cls(
-            plans=tuple(plans),
-            coupled=where(lambda plan: plan.coupled is not None),
-            decoupled=where(lambda plan: plan.factor is not None and not plan.own_update),
-            own=where(lambda plan: plan.own_update),
-            views=tuple(
-                (group, view, {key: group[key] for key in view})
-                for group, plan in zip(groups, plans, strict=True)
-                if (view := _changed_entries(group, plan.base_view))
-            ),
-        )
-
-
-def _changed_entries(group: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``view`` that ``group`` does not already hold (the same object)."""
-    return {key: value for key, value in view.items() if key not in group or group[key] is not value}
+    @functools.cached_property
+    def triton_kernel_runs(self) -> bool:
+        return self._optimizer._runs_triton_kernel(self._group)
 
 
 class WeightDecayMixin:
@@ -113,10 +64,8 @@ class WeightDecayMixin:
     Subclasses call :meth:`_prepare_weight_decay` before ``super().__init__``.
     """
 
-    #: True when the base class's ``weight_decay`` is coupled L2 (all of torch.optim's are).
-    _base_decay_is_coupled = False
-    #: True when torch has a fused kernel for the base (SGD, Adam): a default may use it.
-    _base_has_fused_kernel = False
+    #: What the base optimizer can do (each family sets its own).
+    _base: BaseRecord = BaseRecord()
     #: The base class's update, without the wrappers of torch's steps (set per subclass).
     _base_update: Callable[..., Any]
 
@@ -196,7 +145,7 @@ class WeightDecayMixin:
         # Every group is checked before any parameter changes.
         step = self._plan_step(groups)
         grad_scale, found_inf = _compat.gradscaler_handoff(self)
-        if found_inf is not None and self._skips_for_overflow(step.plans, found_inf):
+        if found_inf is not None and self._overflow_read_on_host(step, found_inf):
             return loss
         # Each part runs only where a group has work for it: on a small model every
         # Python call counts.
@@ -224,13 +173,13 @@ class WeightDecayMixin:
             self._own_update(groups[i], step.plans[i].factor)
         return loss
 
-    def _plan_step(self, groups: list[dict[str, Any]]) -> _StepPlan:
+    def _plan_step(self, groups: list[dict[str, Any]]) -> StepPlan:
         """Each group's plan: the one an earlier step made, where nothing it was made from
         has changed (:mod:`l2optim.optimizers._memo`), else a new one."""
         if torch.compiler.is_compiling():
             # Traced once into the graph; a memo would only add guards.
             plans = [self._plan_group(i, group) for i, group in enumerate(groups)]
-            return _StepPlan.of(plans, groups)
+            return StepPlan.of(plans, groups)
         memos: list[GroupMemo | None] = self.__dict__.setdefault("_plan_memos", [])
         del memos[len(groups) :]
         plans = []
@@ -252,42 +201,15 @@ class WeightDecayMixin:
             plans.append(plan)
         last = self.__dict__.get("_step_plan")
         if last is None or not same_objects(plans, last.plans):
-            last = self.__dict__["_step_plan"] = _StepPlan.of(plans, groups)
+            last = self.__dict__["_step_plan"] = StepPlan.of(plans, groups)
         return last
 
-    def _plan_group(self, index: int, group: dict[str, Any]) -> _GroupStep:
-        weight_decay = group["weight_decay"]
-        decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
-        decoupled = group["decoupled_weight_decay"] and decays
-        factor = scale = None
-        if decoupled:
-            scale = _decay_scale(index, group)
-            if group["weight_decay_scaling"] == "schedule" and not torch.compiler.is_compiling():
-                self._warn_if_lr_above_reference(index, group, scale)
-            factor = _rule.decoupled_factor(scale, weight_decay)
-            _check_factor(index, group, factor, scale)
-        if self._needs_own_update(group, decoupled):
-            return _GroupStep(factor=factor, own_update=True, reads_lr=decoupled)
-        implementation = self._default_implementation(group)
-        if not decays:
-            return _GroupStep(base_view=implementation, reads_lr=False)
-        if not decoupled:
-            if self._base_decay_is_coupled:
-                return _GroupStep(base_view=implementation, reads_lr=False)
-            return _GroupStep(
-                base_view={**implementation, **self._without_base_decay(group)},
-                coupled=weight_decay,
-                decay_foreach=self._use_foreach(group),
-                reads_lr=False,
-            )
-        in_base = self._decoupled_in_base(group, weight_decay, scale)
-        if in_base is not None:
-            return _GroupStep(base_view={**implementation, **in_base})
-        return _GroupStep(
-            base_view={**implementation, **self._without_base_decay(group)},
-            factor=factor,
-            decay_foreach=self._use_foreach(group),
-        )
+    def _plan_group(self, index: int, group: dict[str, Any]) -> GroupStep:
+        plan = plan_group(index, group, self._base, LiveFacts(self, group))
+        if plan.scale is not None and group["weight_decay_scaling"] == "schedule":
+            if not torch.compiler.is_compiling():
+                self._warn_if_lr_above_reference(index, group, plan.scale)
+        return plan
 
     def _warn_if_lr_above_reference(self, index: int, group: dict[str, Any], scale: Any) -> None:
         warned = self.__dict__.setdefault("_warned_lr_above_reference", set())
@@ -297,39 +219,6 @@ class WeightDecayMixin:
         if message is not None:
             warned.add(id(group))
             _compat.warn_in_user_code(message, _rule.LrAboveReferenceWarning)
-
-    def _default_implementation(self, group: dict[str, Any]) -> dict[str, Any]:
-        """What the base update runs when the user chose no implementation for the group.
-
-        torch's fused kernel where it is faster; else, for small CPU tensors, the
-        base's foreach update where it is the same arithmetic as its per-tensor loop
-        (fewer Python calls); else torch's own default (see :mod:`l2optim.optimizers._implementation`).
-        """
-        if (
-            group.get("foreach") is not None
-            or group.get("fused") is not None
-            or group.get("differentiable")
-            # Traced, torch's default runs the update per tensor, whose ops take a
-            # scheduled lr as a symbol; its multi-tensor ops would take it as a constant
-            # and recompile at every new value.
-            or torch.compiler.is_compiling()
-        ):
-            return {}
-        tensors = self._group_tensors(group)
-        if self._base_has_fused_kernel and self._prefers_fused_kernel(group, tensors):
-            return {"fused": True}
-        if tensors.foreach_by_default and self._foreach_matches_loop(group):
-            return {"foreach": True}
-        return {}
-
-    def _foreach_matches_loop(self, group: dict[str, Any]) -> bool:
-        """Whether the base's foreach update does what its per-tensor loop does, operation
-        for operation and with the same side effects (in float32 and float64): a default
-        may then use it."""
-        return False
-
-    def _prefers_fused_kernel(self, group: dict[str, Any], tensors: GroupTensors) -> bool:
-        return tensors.fused_by_default
 
     def _group_tensors(self, group: dict[str, Any]) -> GroupTensors:
         """What the group's tensors allow, cached while its list holds the same tensors.
@@ -350,22 +239,23 @@ class WeightDecayMixin:
             hit = cache[id(params)] = (tuple(params), GroupTensors.of(params))
         return hit[1]
 
-    def _skips_for_overflow(self, plans: list[_GroupStep], found_inf: Tensor) -> bool:
-        """Whether the whole step is skipped here for GradScaler's overflow flag."""
-        return False
+    def _overflow_read_on_host(self, step: StepPlan, found_inf: Tensor) -> bool:
+        """Whether the whole step is skipped here, GradScaler's flag read on the host.
 
-    def _needs_own_update(self, group: dict[str, Any], decoupled: bool) -> bool:
-        """Whether the group's whole update runs here rather than in the base.
-
-        ``fused=True`` asks for one pass: l2optim's Triton kernel where it is switched on,
-        or, in modes torch has no fused kernel for, a compiled update (subclasses say).
+        Only where the base needs it for a group (see ``BaseRecord.overflow_read_on_host``):
+        one synchronisation on such steps, as GradScaler makes for unfused optimizers.
         """
-        return self._runs_triton_kernel(group)
+        if not any(
+            not plan.own_update and self._base.overflow_read_on_host(group, plan.base_view, self.state)
+            for group, plan in zip(self.param_groups, step.plans, strict=True)
+        ):
+            return False
+        return bool(found_inf.item())
 
     def _runs_triton_kernel(self, group: dict[str, Any]) -> bool:
         return (
             bool(group.get("fused"))
-            and type(self)._kernel_update is not WeightDecayMixin._kernel_update
+            and self._base.triton_kernel
             and triton_kernel_runs(group["params"])
         )
 
@@ -421,36 +311,14 @@ class WeightDecayMixin:
         factor = None if factor is None else _compiled.scalar_tensor(factor, params)
         return params, lr, factor, grad_scale
 
-    def _use_foreach(self, group: dict[str, Any]) -> bool:
-        """Whether the decay itself runs on multi-tensor kernels.
-
-        The decay is one multiply or one add per tensor, the same arithmetic either way,
-        so it runs on foreach kernels wherever they apply (torch's CPU default would loop
-        in Python), unless the user chose for the group.
-        """
-        if group.get("foreach") is not None:
-            return bool(group["foreach"])
-        if torch.compiler.is_compiling():
-            return False  # as in _default_implementation: a scheduled lr would recompile
-        return not group.get("differentiable", False) and self._group_tensors(group).plain
-
-    def _decoupled_in_base(
-        self, group: dict[str, Any], weight_decay: Any, scale: Any
-    ) -> dict[str, Any] | None:
-        """Group entries that make the base update do decoupled decay itself, or None."""
-        return None
-
-    def _without_base_decay(self, group: dict[str, Any]) -> dict[str, Any]:
-        return {"weight_decay": 0.0} if "weight_decay" in group else {}
-
-    def _apply_decoupled_decay(self, step: _StepPlan, found_inf: Tensor | None) -> None:
+    def _apply_decoupled_decay(self, step: StepPlan, found_inf: Tensor | None) -> None:
         for i in step.decoupled:
             plan = step.plans[i]
             params = _rule.with_grad(self.param_groups[i]["params"])
             _rule.shrink(params, plan.factor, found_inf=found_inf, foreach=plan.decay_foreach)
 
     def _show_coupled_decay(
-        self, step: _StepPlan, grad_scale: Tensor | None
+        self, step: StepPlan, grad_scale: Tensor | None
     ) -> list[tuple[Tensor, Tensor]]:
         """Show the base update g + λ·p in place of g; returns what to put back after."""
         swapped: list[tuple[Tensor, Tensor]] = []
@@ -478,20 +346,6 @@ def _copy_lr(lr: Any) -> Any:
     return lr.clone() if isinstance(lr, Tensor) else lr
 
 
-def lr_scaled(group: dict[str, Any], weight_decay: Any, scale: Any) -> float | None:
-    """λ in torch's convention, where the decay per step is lr·λ: λ·s_t/lr_t.
-
-    None when that would need a device synchronisation (λ or lr on an accelerator).
-    """
-    if group["weight_decay_scaling"] == "lr":
-        return weight_decay
-    values = [_as_float(x) for x in (weight_decay, scale, group["lr"])]
-    if any(v is None for v in values) or values[2] == 0:
-        return None
-    weight_decay, scale, lr = values
-    return weight_decay * scale / lr
-
-
 def _check_group(index: int, group: dict[str, Any]) -> None:
     _rule.check_weight_decay(group["weight_decay"], f"weight_decay in param group {index}")
     _rule.check_weight_decay_scaling(
@@ -500,39 +354,6 @@ def _check_group(index: int, group: dict[str, Any]) -> None:
     group.setdefault("lr_ref", _copy_lr(group["lr"]))
     if group["decoupled_weight_decay"] and group["weight_decay_scaling"] == "schedule":
         _rule.check_lr_ref(group["lr_ref"], f"lr_ref in param group {index}")
-
-
-def _decay_scale(index: int, group: dict[str, Any]) -> Any:
-    scaling = group["weight_decay_scaling"]
-    if scaling == "schedule":
-        _rule.check_lr_ref(group.get("lr_ref"), f"lr_ref in param group {index}")
-    return _rule.decay_scale(scaling, group["lr"], group.get("lr_ref"))
-
-
-def _check_factor(index: int, group: dict[str, Any], factor: Any, scale: Any) -> None:
-    value = _as_float(factor)
-    if value is not None and not value > 0:
-        scaling = group["weight_decay_scaling"]
-        s = {
-            "lr": f"s = lr = {_show(group['lr'])}",
-            "schedule": f"s = lr / lr_ref = {_show(group['lr'])} / {_show(group['lr_ref'])}"
-            f" = {_show(scale)}",
-            "none": "s = 1",
-        }[scaling]
-        raise ValueError(
-            f"decoupled weight decay in param group {index} would flip the sign of every "
-            f"weight: 1 - s*weight_decay = {value:.6g} <= 0 with {s}, "
-            f"weight_decay={_show(group['weight_decay'])}, "
-            f"weight_decay_scaling={scaling!r}; s*weight_decay must be < 1 (lower "
-            f"{'lr or ' if scaling != 'none' else ''}weight_decay"
-            f"{' or raise lr_ref' if scaling == 'schedule' else ''}). "
-            "No parameter was changed."
-        )
-
-
-def _show(x: Any) -> str:
-    value = _as_float(x)
-    return repr(x) if value is None else f"{value:.6g}"
 
 
 WEIGHT_DECAY_ARGS = """

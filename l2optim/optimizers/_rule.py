@@ -30,6 +30,7 @@ __all__ = [
     "WEIGHT_DECAY_SCALINGS",
     "LrAboveReferenceWarning",
     "add_coupled_decay",
+    "check_decoupled_factor",
     "check_lr_ref",
     "check_weight_decay",
     "check_weight_decay_scaling",
@@ -144,6 +145,23 @@ def with_grad(params: Sequence[Tensor]) -> list[Tensor]:
 def decoupled_factor(scale: Scalar, weight_decay: Scalar) -> Scalar:
     """The multiplier 1 − s_t·λ that decoupled decay applies to each parameter."""
     return 1 - scale * weight_decay
+
+
+def check_decoupled_factor(factor: float, *, where: str, scale: str, fix: str) -> None:
+    """Raise ``ValueError`` unless 1 − s·λ > 0: below, every weight would flip its sign.
+
+    Args:
+        factor: 1 − s·λ.
+        where: which decay, as the message says it ("in param group 1").
+        scale: s and λ, as the message shows them.
+        fix: what to change.
+    """
+    if not factor > 0:
+        raise ValueError(
+            f"decoupled weight decay {where} would flip the sign of every weight: "
+            f"1 - s*weight_decay = {factor:.6g} <= 0 with {scale}; s*weight_decay must be "
+            f"< 1 ({fix}). No parameter was changed."
+        )
 
 
 def _by_device(tensors: Sequence[Tensor], *others: Sequence[Tensor]):

@@ -9,14 +9,19 @@ has the table of what torch can continue.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from l2optim import conversions
-
-__all__ = ["to_torch_state_dict"]
+__all__ = [
+    "per_unit_lr",
+    "refuse_unless",
+    "register_translation",
+    "to_torch_state_dict",
+    "value",
+]
 
 #: Group entries no torch class knows.
 _OURS = ("weight_decay_scaling", "lr_ref")
@@ -71,22 +76,42 @@ def to_torch_state_dict(
                 f"RMSpropW), or a state_dict of one, got {type(optimizer).__name__}"
             )
         saved = optimizer.state_dict()
-    translate, unknown_to_torch = _TRANSLATIONS[base]
+    translation = _TRANSLATIONS[base]
     groups = []
     for index, group in enumerate(saved["param_groups"]):
-        torch_group = {k: v for k, v in group.items() if k not in _OURS + unknown_to_torch}
-        if group["decoupled_weight_decay"] and _value(group["weight_decay"]) != 0:
-            torch_group.update(translate(index, group, approximate))
+        unknown = _OURS + translation.unknown_to_torch
+        torch_group = {k: v for k, v in group.items() if k not in unknown}
+        if group["decoupled_weight_decay"] and value(group["weight_decay"]) != 0:
+            torch_group.update(translation.translate(index, group, approximate))
         groups.append(torch_group)
     return {"state": saved["state"], "param_groups": groups}
 
 
-#: The entries that tell each base's param groups apart in a saved state_dict.
-_SIGNATURES = {
-    torch.optim.SGD: {"momentum", "dampening", "nesterov"},
-    torch.optim.Adam: {"betas", "amsgrad"},
-    torch.optim.RMSprop: {"alpha", "centered"},
-}
+@dataclass(frozen=True)
+class _Translation:
+    """How a family's decoupled param groups become its torch class's."""
+
+    #: The entries that tell its param groups apart in a saved state_dict.
+    signature: frozenset[str]
+    #: (index, group, approximate) → the entries that replace the group's.
+    translate: Callable[[int, dict[str, Any], bool], dict[str, Any]]
+    #: Entries of ours that the torch class has no use for.
+    unknown_to_torch: tuple[str, ...]
+
+
+#: torch class → how its family's groups translate (each family registers its own).
+_TRANSLATIONS: dict[type[torch.optim.Optimizer], _Translation] = {}
+
+
+def register_translation(
+    base: type[torch.optim.Optimizer],
+    *,
+    signature: set[str],
+    translate: Callable[[int, dict[str, Any], bool], dict[str, Any]],
+    unknown_to_torch: tuple[str, ...] = (),
+) -> None:
+    """Say how a decoupled param group of ``base``'s family becomes one of ``base`` itself."""
+    _TRANSLATIONS[base] = _Translation(frozenset(signature), translate, unknown_to_torch)
 
 
 def _base_of_saved(saved: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
@@ -98,7 +123,7 @@ def _base_of_saved(saved: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
             f"{sorted(map(str, saved))}"
         )
     keys = set(groups[0])
-    bases = [base for base, signature in _SIGNATURES.items() if signature <= keys]
+    bases = [base for base, t in _TRANSLATIONS.items() if t.signature <= keys]
     if len(bases) != 1 or "weight_decay_scaling" not in keys:
         raise TypeError(
             "the state_dict is not one an l2optim SGD, Adam or RMSprop saved: its first "
@@ -107,69 +132,26 @@ def _base_of_saved(saved: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
     return bases[0]
 
 
-def _sgd(index: int, group: dict[str, Any], approximate: bool) -> dict[str, Any]:
-    lr, momentum = _value(group["lr"]), group["momentum"]
-    if momentum != 0:
-        _refuse_unless(
-            approximate,
-            index,
-            "decoupled SGD with momentum follows another trajectory than any coupled SGD; "
-            "approximate=True gives the coupled weight_decay with the same fixed point",
-        )
-        coupled = conversions.coupled_from_decoupled(
-            _value(group["weight_decay"]),
-            lr=lr,
-            momentum=momentum,
-            dampening=group["dampening"],
-            weight_decay_scaling=group["weight_decay_scaling"],
-            lr_ref=_value(group["lr_ref"]),
-        )
-    else:
-        coupled = _per_unit_lr(index, group, approximate)
-    return {"weight_decay": coupled}
-
-
-def _adam(index: int, group: dict[str, Any], approximate: bool) -> dict[str, Any]:
-    # torch's AdamW kernels decay by lr·λ: λ·s/lr is the same decay.
-    return {"weight_decay": _per_unit_lr(index, group, approximate)}
-
-
-def _rmsprop(index: int, group: dict[str, Any], approximate: bool) -> dict[str, Any]:
-    raise ValueError(
-        f"param group {index}: torch's RMSprop has no decoupled weight decay, and no coupled "
-        "weight_decay shares its fixed point (decoupled RMSprop ends in a box, not at "
-        "ridge); resume with l2optim.RMSprop, or set decoupled_weight_decay=False first"
-    )
-
-
-#: torch class → (its group from a decoupled group, our entries it has no use for).
-_TRANSLATIONS = {
-    torch.optim.SGD: (_sgd, ("decoupled_weight_decay",)),
-    torch.optim.Adam: (_adam, ()),  # torch's Adam has decoupled_weight_decay itself
-    torch.optim.RMSprop: (_rmsprop, ("decoupled_weight_decay", "fused")),
-}
-
-
-def _per_unit_lr(index: int, group: dict[str, Any], approximate: bool) -> float:
+def per_unit_lr(index: int, group: dict[str, Any], approximate: bool) -> float:
     """λ·s/lr: a constant for "lr" and "schedule", today's value only for "none"."""
-    scaling, weight_decay = group["weight_decay_scaling"], _value(group["weight_decay"])
+    scaling, weight_decay = group["weight_decay_scaling"], value(group["weight_decay"])
     if scaling == "lr":
         return weight_decay
     if scaling == "schedule":
-        return weight_decay / _value(group["lr_ref"])
-    _refuse_unless(
+        return weight_decay / value(group["lr_ref"])
+    refuse_unless(
         approximate,
         index,
         "weight_decay_scaling='none' decays by weight_decay per step whatever the lr, which "
         "torch's classes cannot; approximate=True gives weight_decay/lr at today's lr",
     )
-    return weight_decay / _value(group["lr"])
+    return weight_decay / value(group["lr"])
 
 
-def _refuse_unless(approximate: bool, index: int, why: str) -> None:
+def refuse_unless(approximate: bool, index: int, why: str) -> None:
     if not approximate:
         raise ValueError(f"param group {index}: no exact torch.optim equivalent: {why}")
 
 
-def _value(x: Any) -> float:
+def value(x: Any) -> float:
     return float(x) if isinstance(x, torch.Tensor) else x

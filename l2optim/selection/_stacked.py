@@ -17,11 +17,11 @@ the optimizer class it names, with λ entering as that optimizer applies it:
 * decoupled: p ← p·(1 − s·λ) (:func:`l2optim.decoupled_factor`), then the base
   update, with s the group's decoupled scaling (:func:`l2optim.decay_scale`).
 
-The base updates are torch's own single-tensor algorithms for SGD (momentum,
-dampening, Nesterov), Adam (AMSGrad) and RMSprop (momentum, centring), written for
-stacked tensors. Only the order of floating-point reductions differs from training the
-copies one by one (a batched matrix product sums in its own order), so results agree to
-rounding, not bit for bit. Layers that draw random numbers in training (dropout) draw
+The base updates are torch's own single-tensor functions for SGD (momentum, dampening,
+Nesterov), Adam (AMSGrad) and RMSprop (momentum, centring), applied to the stacked
+tensors (:func:`l2optim.optimizers.functional_update`). Only the order of floating-point
+reductions differs from training the copies one by one (a batched matrix product sums in
+its own order), so results agree to rounding, not bit for bit. Layers that draw random numbers in training (dropout) draw
 them per copy, but not the numbers the one-at-a-time trainer draws.
 """
 
@@ -37,7 +37,16 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
-from l2optim.optimizers import decay_groups, decay_scale, decoupled_factor
+from l2optim.optimizers import (
+    FunctionalUpdate,
+    add_coupled_decay,
+    check_decoupled_factor,
+    decay_groups,
+    decay_scale,
+    decoupled_factor,
+    functional_update,
+    shrink,
+)
 from l2optim.selection._trainer import FoldTrainer, _aligned
 
 __all__ = ["FoldStacks", "ModelStack", "UpdateRule", "update_rule"]
@@ -46,12 +55,6 @@ __all__ = ["FoldStacks", "ModelStack", "UpdateRule", "update_rule"]
 _IMPLEMENTATION_SETTINGS = frozenset(
     {"params", "weight_decay", "foreach", "fused", "capturable", "differentiable"}
 )
-#: The settings each base update reads (plus the implementation ones above).
-_SETTINGS = {
-    "sgd": frozenset({"lr", "momentum", "dampening", "nesterov", "maximize"}),
-    "adam": frozenset({"lr", "betas", "eps", "amsgrad", "maximize"}),
-    "rmsprop": frozenset({"lr", "alpha", "eps", "momentum", "centered", "maximize"}),
-}
 _DECAY_SETTINGS = frozenset(
     {"decoupled_weight_decay", "weight_decay_scaling", "lr_ref", "initial_lr"}
 )
@@ -64,42 +67,38 @@ _DECAY_SETTINGS = frozenset(
 class UpdateRule:
     """The arithmetic of one optimizer configuration, for stacked parameters.
 
+    The decay rule with each copy's λ, then the family's base update with λ = 0
+    (:func:`l2optim.optimizers.functional_update`: torch's own single-tensor update).
+
     Attributes:
-        kind: ``"sgd"``, ``"adam"`` or ``"rmsprop"``: which base update.
-        settings: the base update's hyperparameters (``lr``, ``momentum``, …) as floats
-            and bools.
+        base: the family's base update, with its settings (``lr``, ``momentum``, …).
         decoupled: decoupled weight decay (p shrunk) rather than coupled L2.
         scale: s in the decoupled factor 1 − s·λ (the learning rate is constant in a
             :class:`~l2optim.FoldTrainer`, so s is too).
     """
 
-    kind: str
-    settings: dict[str, Any]
+    base: FunctionalUpdate
     decoupled: bool
     scale: float
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.base.settings
 
     def check_lambdas(self, lambdas: Tensor) -> None:
         """Raise ``ValueError`` when a decoupled λ would flip the sign of the weights."""
         if self.decoupled and len(lambdas):
             worst = float(lambdas.max())
-            if not decoupled_factor(self.scale, worst) > 0:
-                raise ValueError(
-                    f"decoupled weight decay with lambda={worst:.6g} would flip the sign of "
-                    f"every weight: 1 - s*lambda <= 0 with s={self.scale:.6g}; "
-                    f"lambda must be < {1 / self.scale:.6g} (lower the bounds or lr)"
-                )
+            check_decoupled_factor(
+                decoupled_factor(self.scale, worst),
+                where=f"with lambda={worst:.6g}",
+                scale=f"s = {self.scale:.6g}",
+                fix=f"lambda must be < {1 / self.scale:.6g}: lower the bounds or lr",
+            )
 
     def new_state(self, params: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
-        """Zeroed optimizer state for stacked parameters."""
-        s = self.settings
-        if self.kind == "sgd":
-            names = ("momentum_buffer",) if s["momentum"] != 0 else ()
-        elif self.kind == "adam":
-            names = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if s["amsgrad"] else ())
-        else:
-            names = ("square_avg",) + (("momentum_buffer",) if s["momentum"] > 0 else ())
-            names += ("grad_avg",) if s["centered"] else ()
-        return {key: {name: torch.zeros_like(p) for name in names} for key, p in params.items()}
+        """The optimizer state of stacked parameters before their first step."""
+        return {key: self.base.new_state(p) for key, p in params.items()}
 
     @torch.no_grad()
     def step(
@@ -116,60 +115,21 @@ class UpdateRule:
         ``lambdas`` has one λ per copy (the leading dimension of every tensor); the
         parameters named in ``decayed`` are decayed with their copy's λ, the others not.
         """
-        for name, param in params.items():
-            grad = grads[name]
-            if self.settings["maximize"]:
-                grad = -grad
-            if name in decayed:
-                lam = lambdas.reshape((-1,) + (1,) * (param.ndim - 1))
-                if self.decoupled:
-                    param.mul_(decoupled_factor(self.scale, lam))
-                else:
-                    grad = grad + lam * param
-            getattr(self, f"_{self.kind}")(param, grad, state[name], step)
-
-    def _sgd(self, param: Tensor, grad: Tensor, state: dict[str, Tensor], step: int) -> None:
-        s = self.settings
-        if s["momentum"] != 0:
-            buffer = state["momentum_buffer"]
-            if step == 1:
-                buffer.copy_(grad)
+        names = list(params)
+        grad_list = [grads[name] for name in names]
+        for i, name in enumerate(names):
+            if name not in decayed:
+                continue
+            param = params[name]
+            lam = lambdas.reshape((-1,) + (1,) * (param.ndim - 1))
+            if self.decoupled:
+                shrink([param], decoupled_factor(self.scale, lam), foreach=False)
             else:
-                buffer.mul_(s["momentum"]).add_(grad, alpha=1 - s["dampening"])
-            grad = grad.add(buffer, alpha=s["momentum"]) if s["nesterov"] else buffer
-        param.add_(grad, alpha=-s["lr"])
-
-    def _adam(self, param: Tensor, grad: Tensor, state: dict[str, Tensor], step: int) -> None:
-        s = self.settings
-        beta1, beta2 = s["betas"]
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step_size = s["lr"] / (1 - beta1**step)
-        bias_correction2_sqrt = math.sqrt(1 - beta2**step)
-        if s["amsgrad"]:
-            torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-            exp_avg_sq = state["max_exp_avg_sq"]
-        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(s["eps"])
-        param.addcdiv_(exp_avg, denom, value=-step_size)
-
-    def _rmsprop(self, param: Tensor, grad: Tensor, state: dict[str, Tensor], step: int) -> None:
-        s = self.settings
-        square_avg = state["square_avg"]
-        square_avg.mul_(s["alpha"]).addcmul_(grad, grad, value=1 - s["alpha"])
-        if s["centered"]:
-            grad_avg = state["grad_avg"]
-            grad_avg.lerp_(grad, 1 - s["alpha"])
-            avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
-        else:
-            avg = square_avg.sqrt()
-        avg = avg.add_(s["eps"])
-        if s["momentum"] > 0:
-            buffer = state["momentum_buffer"]
-            buffer.mul_(s["momentum"]).addcdiv_(grad, avg)
-            param.add_(buffer, alpha=-s["lr"])
-        else:
-            param.addcdiv_(grad, avg, value=-s["lr"])
+                maximize = self.settings["maximize"]
+                grad_list[i] = add_coupled_decay(
+                    [grad_list[i]], [param], lam, maximize=maximize, foreach=False
+                )[0]
+        self.base.step([params[n] for n in names], grad_list, [state[n] for n in names], step)
 
 
 def update_rule(
@@ -189,18 +149,14 @@ def update_rule(
     """
     probe = optimizer([torch.zeros(1, requires_grad=True)], **optimizer_kwargs)
     group = probe.param_groups[0]
-    if isinstance(probe, torch.optim.SGD):
-        kind = "sgd"
-    elif isinstance(probe, torch.optim.Adam):  # torch's AdamW is an Adam
-        kind = "adam"
-    elif isinstance(probe, torch.optim.RMSprop):
-        kind = "rmsprop"
-    else:
+    try:
+        base = functional_update(probe)
+    except TypeError:
         raise TypeError(
             "batched training implements SGD, Adam and RMSprop (l2optim's classes and their "
             f"W variants, or torch's); got optimizer={optimizer.__name__}"
-        )
-    unknown = set(group) - _SETTINGS[kind] - _IMPLEMENTATION_SETTINGS - _DECAY_SETTINGS
+        ) from None
+    unknown = set(group) - base.settings_read - _IMPLEMENTATION_SETTINGS - _DECAY_SETTINGS
     if unknown:
         raise ValueError(
             f"batched training does not implement the {optimizer.__name__} setting(s) "
@@ -208,16 +164,17 @@ def update_rule(
         )
     if group.get("differentiable"):
         raise ValueError("batched training does not implement differentiable=True")
-    settings = {key: _plain(group[key]) for key in _SETTINGS[kind]}
+    base.settings = {key: _plain(value) for key, value in base.settings.items()}
     decoupled = bool(group.get("decoupled_weight_decay", False))
-    if decoupled and settings["maximize"]:
+    if decoupled and base.settings["maximize"]:
         raise ValueError("batched training does not implement maximize=True with decoupled decay")
     scaling = group.get("weight_decay_scaling", "lr")
     # FoldTrainer keeps lr constant, so under "schedule" s = lr / lr_ref stays what the
     # class records at construction (1 unless the class records another lr_ref).
-    lr_ref = _plain(group.get("lr_ref", settings["lr"]))
-    scale = float(decay_scale(scaling, settings["lr"], lr_ref)) if decoupled else 1.0
-    return UpdateRule(kind, settings, decoupled, scale)
+    lr = base.settings["lr"]
+    lr_ref = _plain(group.get("lr_ref", lr))
+    scale = float(decay_scale(scaling, lr, lr_ref)) if decoupled else 1.0
+    return UpdateRule(base, decoupled, scale)
 
 
 def _plain(value: Any) -> Any:
