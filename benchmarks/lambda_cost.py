@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 import l2optim
-from l2optim.selection._stacked import FoldStacks, ModelStack
+from l2optim.selection import FoldStacks, ModelStack
 
 FOLDS = 5
 ORACLE_GRID = 25

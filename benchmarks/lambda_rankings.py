@@ -28,7 +28,7 @@ import torch
 from lambda_cost import FOLDS, PROBLEMS, test_losses
 
 import l2optim
-from l2optim.selection._stacked import FoldStacks
+from l2optim.selection import FoldStacks
 
 GRID = 16
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import l2optim
-from l2optim.selection._stacked import ModelStack
+from l2optim.selection import ModelStack
 
 REPEATS = 3
 

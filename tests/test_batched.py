@@ -103,10 +103,10 @@ def test_parameters_equal_sequentially_trained_ones():
     for copy, (fold, lam) in enumerate(zip(folds, lambdas, strict=True)):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(fold_trainer.seed)
-            model = fold_trainer._new_model()
+            model = fold_trainer.new_model()
             optimizer = l2optim.AdamW(l2optim.decay_groups(model, lam), lr=0.02)
             rows = torch.as_tensor(SPLITS[fold][0])
-            assert fold_trainer._train(model, optimizer, fold_trainer._data(rows), rows)
+            assert fold_trainer._train(model, optimizer, fold_trainer.fold_data(rows), rows)
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
             stacked = {**stack.params, **stack.buffers}[name][copy]
             torch.testing.assert_close(stacked, tensor.detach(), rtol=1e-10, atol=1e-12)

@@ -199,7 +199,7 @@ def test_same_seed_same_score_and_caller_rng_untouched():
 
 def test_minibatches_cover_the_training_rows_once_per_epoch():
     trainer = FoldTrainer(LINEAR, X, Y, batch_size=7)
-    batches = list(trainer._batches(torch.as_tensor(TRAIN), torch.Generator().manual_seed(0)))
+    batches = list(trainer.batches(torch.as_tensor(TRAIN), torch.Generator().manual_seed(0)))
     assert [len(b) for b in batches] == [7] * 5 + [5]
     assert sorted(torch.cat(batches).tolist()) == sorted(TRAIN.tolist())
 

@@ -16,20 +16,25 @@ from l2optim.selection._race import STOP_REASONS, RaceStop
 from l2optim.selection._ridge import RidgeCVResult, ridge_cv
 from l2optim.selection._search import LambdaSearch, ObjectiveError, select_lambda
 from l2optim.selection._select_fast import LambdaRace, select_lambda_fast
-from l2optim.selection._trainer import FoldTrainer, Standardized
+from l2optim.selection._stacked import FoldStacks, ModelStack
+from l2optim.selection._trainer import FoldData, FoldTrainer, Scaling, Standardized
 
 __all__ = [
     "STOP_REASONS",
     "CVCurve",
     "Evaluation",
+    "FoldData",
+    "FoldStacks",
     "FoldTrainer",
     "KFoldObjective",
     "LambdaAtEdgeWarning",
     "LambdaRace",
     "LambdaSearch",
+    "ModelStack",
     "ObjectiveError",
     "RaceStop",
     "RidgeCVResult",
+    "Scaling",
     "Standardized",
     "kfold_objective",
     "kfold_splits",

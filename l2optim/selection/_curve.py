@@ -140,26 +140,33 @@ class CVCurve:
     bounds: tuple[float, float]
 
     @staticmethod
-    def _points(
+    def points(
         lambdas: Iterable[float], means: Iterable[float], ses: Iterable[float | None]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(lambdas, cv_mean, cv_se)`` sorted by λ, as read-only float arrays."""
+        """``(lambdas, cv_mean, cv_se)`` sorted by λ, as read-only float arrays (NaN for
+        a missing standard error): the arrays a curve holds."""
         rows = sorted(zip(lambdas, means, ses, strict=True), key=lambda row: row[0])
         return tuple(_read_only(column) for column in zip(*rows, strict=True))  # type: ignore[return-value]
 
     @classmethod
-    def _read_from(cls, evaluations: Sequence[Evaluation]) -> dict[str, Any]:
-        """The curve of ``evaluations``: ``lambdas``, ``cv_mean``, ``cv_se`` and
-        ``lambda_1se``, as keyword arguments of a subclass that keeps the records."""
-        lambdas, means, ses = cls._points(
-            [e.lam for e in evaluations], [e.mean for e in evaluations], [e.se for e in evaluations]
+    def from_evaluations(cls, records: Sequence[Evaluation], /, **fields: Any) -> Any:
+        """The curve of the evaluations ``records``, and ``fields``, the class's other
+        attributes.
+
+        ``lambdas``, ``cv_mean``, ``cv_se`` and ``lambda_1se`` are read from the records
+        (λ ascending; the one-standard-error rule); ``fields`` gives the rest:
+        ``lambda_min`` and ``bounds``, and a subclass's own (its ``evaluations``, say).
+        """
+        lambdas, means, ses = cls.points(
+            [e.lam for e in records], [e.mean for e in records], [e.se for e in records]
         )
-        return {
-            "lambdas": lambdas,
-            "cv_mean": means,
-            "cv_se": ses,
-            "lambda_1se": one_standard_error_lambda(lambdas, means, ses),
-        }
+        return cls(
+            lambdas=lambdas,
+            cv_mean=means,
+            cv_se=ses,
+            lambda_1se=one_standard_error_lambda(lambdas, means, ses),
+            **fields,
+        )
 
     @property
     def at_edge(self) -> str | None:
@@ -173,8 +180,10 @@ class CVCurve:
             return "upper"
         return None
 
-    def _warn_if_at_edge(self, stacklevel: int = 3) -> None:
-        """Emit :class:`LambdaAtEdgeWarning` when λ_min is on an edge of the range."""
+    def warn_if_at_edge(self, stacklevel: int = 3) -> None:
+        """Warn (:class:`LambdaAtEdgeWarning`) when λ_min is at an end of the search
+        bounds (:attr:`at_edge`); ``stacklevel`` as for :func:`warnings.warn`, counted
+        from the caller of this method."""
         edge = self.at_edge
         if edge is None:
             return

@@ -343,7 +343,7 @@ class _CurveRecorder:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(lambdas, means, ses)``, ascending in λ."""
-        return CVCurve._points(
+        return CVCurve.points(
             self.curve, [m for m, _ in self.curve.values()], [s for _, s in self.curve.values()]
         )
 
@@ -519,5 +519,5 @@ def ridge_cv(
         n_evaluations=len(curve_lambdas),
         cv=cv,
     )
-    result._warn_if_at_edge()
+    result.warn_if_at_edge()
     return result

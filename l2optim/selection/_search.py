@@ -356,12 +356,12 @@ def select_lambda(
         if bar is not None:
             bar.close()
     done = tuple(evaluations.values())
-    search = LambdaSearch(
-        **CVCurve._read_from(done),
+    search = LambdaSearch.from_evaluations(
+        done,
         lambda_min=lambda_min,
         bounds=lo_hi,
         evaluations=done,
         model=None if fit is None else fit(lambda_min),
     )
-    search._warn_if_at_edge()
+    search.warn_if_at_edge()
     return search

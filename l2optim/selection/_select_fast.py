@@ -331,8 +331,8 @@ def select_lambda_fast(
         Evaluation.from_scores(lam, scores, math.nan, cost=steps_per_lambda)
         for lam, scores in zip(final.lambdas, final.scores, strict=True)
     )
-    found = LambdaRace(
-        **CVCurve._read_from(evaluations),
+    found = LambdaRace.from_evaluations(
+        evaluations,
         lambda_min=record.lambda_min,
         bounds=(lo, hi),
         evaluations=evaluations,
@@ -345,7 +345,7 @@ def select_lambda_fast(
         seconds=time.perf_counter() - start_time,
         train_scale=float(train_scale),
     )
-    found._warn_if_at_edge()
+    found.warn_if_at_edge()
     if refit:
         found = replace(found, model=trainer.fit(found.lambda_chosen))
     return found

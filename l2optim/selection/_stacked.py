@@ -47,7 +47,7 @@ from l2optim.optimizers import (
     functional_update,
     shrink,
 )
-from l2optim.selection._trainer import FoldTrainer, _aligned
+from l2optim.selection._trainer import FoldTrainer
 
 __all__ = ["FoldStacks", "ModelStack", "UpdateRule", "update_rule"]
 
@@ -232,7 +232,7 @@ class ModelStack:
         }
         # Each fold's X and y as FoldTrainer sees them: scaled on that fold's training rows
         # when it standardises (one shared copy otherwise), the scaling stacked per copy.
-        data = {f: trainer._data(self._train_rows[f]) for f in used}
+        data = {f: trainer.fold_data(self._train_rows[f]) for f in used}
         self._slot = {f: (used.index(f) if trainer.standardize else 0) for f in used}
         slots = used if trainer.standardize else used[:1]
         self._X = torch.stack([data[f].X for f in slots])
@@ -255,7 +255,7 @@ class ModelStack:
         self._orders = {f: torch.Generator().manual_seed(trainer.seed) for f in used}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(trainer.seed)
-            self._model = trainer._new_model()
+            self._model = trainer.new_model()
             # Random layers continue from the trainer's generator state after the build.
             self._rng_state = torch.get_rng_state()
         self.decayed = _decayed_names(self._model)
@@ -310,13 +310,13 @@ class ModelStack:
         return self._X[slot, rows], self._y[slot, rows]
 
     def _training_loss(self, params, buffers, x, y):
-        return self.trainer.loss(*_aligned(self._forward(params, buffers)(x), y))
+        return self.trainer.training_loss(self._forward(params, buffers)(x), y)
 
     def _validation_score(self, params, buffers, x, y, y_mean, y_scale):
         prediction = self._forward(params, buffers)(x)
         if self.trainer.standardize:
             prediction = prediction * y_scale + y_mean
-        return self.trainer.score(*_aligned(prediction, y))
+        return self.trainer.validation_score(prediction, y)
 
     def train(self, epochs: int = 1) -> None:
         """Train every copy for ``epochs`` more epochs."""
@@ -328,7 +328,7 @@ class ModelStack:
             torch.set_rng_state(self._rng_state)
             for _ in range(int(epochs)):
                 batches = zip(
-                    *(self.trainer._batches(self._train_rows[f], self._orders[f]) for f in used),
+                    *(self.trainer.batches(self._train_rows[f], self._orders[f]) for f in used),
                     strict=True,
                 )
                 for fold_rows in batches:

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from l2optim._validation import check_bool, check_callable, check_count
 from l2optim.optimizers import SGD, decay_groups
 
-__all__ = ["FoldTrainer"]
+__all__ = ["FoldData", "FoldTrainer", "Scaling", "Standardized"]
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 
@@ -180,7 +180,7 @@ class FoldTrainer:
     def _probe_optimizer(self) -> _DecaySettings:
         """Build one model and optimizer now (bad arguments fail here); their decay settings."""
         with torch.random.fork_rng(devices=[]):
-            model = self._new_model()
+            model = self.new_model()
         group = self.optimizer(decay_groups(model, 0.0), **self.optimizer_kwargs).param_groups[0]
         return _DecaySettings(
             decoupled=bool(group.get("decoupled_weight_decay", False)),
@@ -192,7 +192,7 @@ class FoldTrainer:
         """Train at weight decay ``lam`` on ``train_idx``; the score on ``test_idx``, or inf."""
         train = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
         test = torch.as_tensor(np.asarray(test_idx), dtype=torch.long)
-        data = self._data(train)
+        data = self.fold_data(train)
         model = self._trained(lam, data, train)
         if model is None:
             return math.inf
@@ -210,7 +210,7 @@ class FoldTrainer:
             FloatingPointError: the training loss became NaN or infinite.
         """
         rows = torch.arange(len(self.X))
-        data = self._data(rows)
+        data = self.fold_data(rows)
         model = self._trained(lam, data, rows)
         if model is None:
             raise FloatingPointError(
@@ -248,10 +248,16 @@ class FoldTrainer:
         top = _largest_eigenvalue(self.X, self.standardize)
         return 1e-5 * top, 10.0 * top
 
-    def _new_model(self) -> nn.Module:
-        # Built under the seed and torch's own defaults, then moved: the same initial
-        # weights whatever the device of the data, and whatever default dtype or device
-        # this process set (a worker process starts with torch's).
+    # -- the pieces of a call, for code that trains its runs another way (stacked) -----
+
+    def new_model(self) -> nn.Module:
+        """A fresh model with the initial weights every call starts from, in train mode.
+
+        Built under ``seed`` and torch's own defaults, then moved: the same initial
+        weights whatever the device of the data, and whatever default dtype or device
+        this process set (a worker process starts with torch's). Seeds torch's global
+        generator: call it inside :func:`torch.random.fork_rng` to keep the caller's.
+        """
         torch.manual_seed(self.seed)
         with torch.device("cpu"), _default_dtype(torch.float32):
             if isinstance(self.model_factory, nn.Module):
@@ -263,52 +269,69 @@ class FoldTrainer:
             model = model.to(dtype=self.X.dtype)
         return model.train()
 
-    def _data(self, train: Tensor) -> _Data:
-        """X and y as the model sees them, scaled on the rows ``train`` when standardising."""
-        if not self.standardize:
-            return _Data(self.X, self.y, None)
-        scaling = _Scaling.of(self.X[train], self.y[train])
-        return _Data(scaling.inputs(self.X), scaling.targets(self.y), scaling)
+    def fold_data(self, train: Tensor) -> FoldData:
+        """X and y as the model sees them, scaled on the rows ``train`` when standardising.
 
-    def _trained(self, lam: float, data: _Data, train: Tensor) -> nn.Module | None:
+        Args:
+            train: the training rows (a long tensor of indices).
+        """
+        if not self.standardize:
+            return FoldData(self.X, self.y, None)
+        scaling = Scaling.of(self.X[train], self.y[train])
+        return FoldData(scaling.inputs(self.X), scaling.targets(self.y), scaling)
+
+    def _trained(self, lam: float, data: FoldData, train: Tensor) -> nn.Module | None:
         """A new model trained at ``lam`` on the rows ``train``; None if it diverged."""
         with torch.random.fork_rng(devices=[]):
-            model = self._new_model()
+            model = self.new_model()
             optimizer = self.optimizer(decay_groups(model, float(lam)), **self.optimizer_kwargs)
             if not self._train(model, optimizer, data, train):
                 return None
         return model
 
     def _train(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, data: _Data, train: Tensor
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, data: FoldData, train: Tensor
     ) -> bool:
         """Run the epochs; False as soon as a training loss is not finite."""
         order = torch.Generator().manual_seed(self.seed)
         for _ in range(self.epochs):
-            for batch in self._batches(train, order):
+            for batch in self.batches(train, order):
                 optimizer.zero_grad(set_to_none=True)
-                loss = self.loss(*_aligned(model(data.X[batch]), data.y[batch]))
+                loss = self.training_loss(model(data.X[batch]), data.y[batch])
                 if not torch.isfinite(loss).item():
                     return False
                 loss.backward()
                 optimizer.step()
         return True
 
-    def _batches(self, train: Tensor, order: torch.Generator) -> Iterator[Tensor]:
+    def batches(self, train: Tensor, order: torch.Generator) -> Iterator[Tensor]:
+        """One epoch's mini-batches of the rows ``train``, shuffled by ``order``.
+
+        ``order`` is the run's own generator, seeded with ``seed`` once per run (every
+        call makes one), so that runs continue their batch order across epochs.
+        """
         if self.batch_size is None or self.batch_size >= len(train):
             yield train
             return
         shuffled = train[torch.randperm(len(train), generator=order)]
         yield from shuffled.split(self.batch_size)
 
-    def _validation_score(self, model: nn.Module, data: _Data, test: Tensor) -> float:
+    def training_loss(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """``loss`` of a batch, a width-1 head compared with a 1-D target as one column."""
+        return self.loss(*_aligned(prediction, target))
+
+    def validation_score(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """``score`` of predictions in y's units, aligned as :meth:`training_loss` aligns."""
+        return self.score(*_aligned(prediction, target))
+
+    def _validation_score(self, model: nn.Module, data: FoldData, test: Tensor) -> float:
         """``score`` of the predictions on ``test``, in y's units, against y."""
         model.eval()
         with torch.no_grad():
             prediction = model(data.X[test])
             if data.scaling is not None:
                 prediction = data.scaling.predictions(prediction)
-            return float(self.score(*_aligned(prediction, self.y[test])))
+            return float(self.validation_score(prediction, self.y[test]))
 
     def __repr__(self) -> str:
         return (
@@ -330,9 +353,14 @@ class _DecaySettings:
 
 
 @dataclass(frozen=True)
-class _Scaling:
+class Scaling:
     """Means and standard deviations of X's features and y's outputs over some rows
-    (``None`` for y of class labels, left as they are)."""
+    (``None`` for y of class labels, left as they are).
+
+    Attributes:
+        x_mean, x_scale: per feature.
+        y_mean, y_scale: per output of a floating-point y; ``None`` for class labels.
+    """
 
     x_mean: Tensor
     x_scale: Tensor
@@ -340,7 +368,7 @@ class _Scaling:
     y_scale: Tensor | None
 
     @classmethod
-    def of(cls, x: Tensor, y: Tensor) -> _Scaling:
+    def of(cls, x: Tensor, y: Tensor) -> Scaling:
         def mean_and_scale(values: Tensor) -> tuple[Tensor, Tensor]:
             sd = values.std(dim=0, unbiased=False)
             # A constant column is only centred, as scikit-learn's StandardScaler does.
@@ -361,19 +389,24 @@ class _Scaling:
 
 
 @dataclass(frozen=True)
-class _Data:
-    """The X and y a model trains and predicts on, and the scaling that made them."""
+class FoldData:
+    """The X and y a model trains and predicts on, and the scaling that made them.
+
+    Attributes:
+        X, y: every row, scaled on the training rows when the trainer standardises.
+        scaling: that :class:`Scaling`, or ``None`` without standardising.
+    """
 
     X: Tensor
     y: Tensor
-    scaling: _Scaling | None
+    scaling: Scaling | None
 
 
 class Standardized(nn.Module):
     """A model trained on standardised data, taking raw inputs and predicting in y's units:
     ``model((x - x_mean) / x_scale) * y_scale + y_mean``."""
 
-    def __init__(self, model: nn.Module, scaling: _Scaling) -> None:
+    def __init__(self, model: nn.Module, scaling: Scaling) -> None:
         super().__init__()
         self.model = model
         for name in ("x_mean", "x_scale", "y_mean", "y_scale"):
