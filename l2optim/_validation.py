@@ -23,8 +23,11 @@ __all__ = [
     "check_callable",
     "check_count",
     "check_finite",
+    "check_float_array",
     "check_fraction",
+    "check_interval",
     "check_non_negative",
+    "check_optimizer_class",
     "check_positive",
     "check_real",
 ]
@@ -73,10 +76,54 @@ def check_positive(name: str, value: Any) -> float:
 
 def check_fraction(name: str, value: Any) -> float:
     """A real number in [0, 1), such as a momentum or a dampening."""
+    return check_interval(name, value, low=0, high=1, high_open=True)
+
+
+def check_interval(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite real number between ``low`` and ``high`` (each end included unless open;
+    None: no limit on that side): ``"eta must be > 1"``, ``"… must be in (0, 1]"``."""
     real = check_finite(name, value)
-    if not 0 <= real < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    too_low = low is not None and (real <= low if low_open else real < low)
+    too_high = high is not None and (real >= high if high_open else real > high)
+    if too_low or too_high:
+        if high is None:
+            allowed = f"{'>' if low_open else '>='} {low:g}"
+        elif low is None:
+            allowed = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            allowed = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return real
+
+
+def check_float_array(name: str, value: Any) -> np.ndarray:
+    """A float64 numpy array of finite numbers, from an array, a tensor or a sequence."""
+    if hasattr(value, "detach"):  # torch.Tensor
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric array or tensor, got {value!r}") from None
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values; it must be finite")
+    return array
+
+
+def check_optimizer_class(name: str, value: Any) -> type:
+    """A subclass of ``torch.optim.Optimizer`` (the class, not an instance)."""
+    import torch  # here: the package's other checks need no torch
+
+    if not (isinstance(value, type) and issubclass(value, torch.optim.Optimizer)):
+        raise TypeError(f"{name} must be a torch.optim.Optimizer subclass, got {value!r}")
+    return value
 
 
 def check_count(

@@ -133,7 +133,7 @@ def test_schedule_scaling_needs_a_reference_lr(lr_ref: float | None) -> None:
 
 @pytest.mark.parametrize("weight_decay", [0, 0.0, 1e-4, 3, torch.tensor(0.1)], ids=str)
 def test_valid_weight_decay_passes(weight_decay: float) -> None:
-    _rule.check_weight_decay(weight_decay)
+    _rule.check_weight_decay("weight_decay", weight_decay)
 
 
 @pytest.mark.parametrize(
@@ -141,13 +141,13 @@ def test_valid_weight_decay_passes(weight_decay: float) -> None:
 )
 def test_invalid_weight_decay_is_named(weight_decay: object) -> None:
     with pytest.raises(ValueError, match=r"Invalid weight_decay in group 3 value.*>= 0"):
-        _rule.check_weight_decay(weight_decay, "weight_decay in group 3")
+        _rule.check_weight_decay("weight_decay in group 3", weight_decay)
 
 
 @pytest.mark.parametrize("weight_decay", ["0.1", None, True, [0.1]], ids=str)
 def test_weight_decay_of_the_wrong_type_is_a_type_error(weight_decay: object) -> None:
     with pytest.raises(TypeError, match=r"weight_decay in group 3 must be a real number"):
-        _rule.check_weight_decay(weight_decay, "weight_decay in group 3")
+        _rule.check_weight_decay("weight_decay in group 3", weight_decay)
 
 
 def test_scaling_values() -> None:

@@ -4,6 +4,7 @@ for a bad value, and a message that names the argument, the value and the allowe
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -117,3 +118,33 @@ def test_real_checks_return_floats_and_name_the_range():
         _validation.check_positive("lr", True)
     with pytest.raises(TypeError, match="lr must be a real number, got None"):
         _validation.check_real("lr", None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "value", "message"),
+    [
+        ({"low": 1, "low_open": True}, 1.0, "eta must be > 1, got 1.0"),
+        ({"low": 0, "high": 1, "low_open": True}, 0, "eta must be in (0, 1], got 0"),
+        ({"low": 0, "high": 1, "high_open": True}, 1, "eta must be in [0, 1), got 1"),
+        ({"high": 2}, 3.5, "eta must be <= 2, got 3.5"),
+    ],
+)
+def test_an_interval_names_its_ends(kwargs, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _validation.check_interval("eta", value, **kwargs)
+    with pytest.raises(TypeError, match="eta must be a real number"):
+        _validation.check_interval("eta", "1", **kwargs)
+
+
+def test_the_race_and_the_optimizer_checks_go_through_the_one_layer():
+    trainer = l2optim.FoldTrainer(nn.Linear(3, 1), X, Y, epochs=2)
+    with pytest.raises(ValueError, match=re.escape("first_fraction must be in (0, 1], got 1.5")):
+        l2optim.select_lambda_fast(trainer, first_fraction=1.5)
+    with pytest.raises(ValueError, match=re.escape("eta must be > 1, got 1")):
+        l2optim.select_lambda_fast(trainer, eta=1)
+    for make in (lambda: l2optim.with_weight_decay(nn.Linear),
+                 lambda: l2optim.FoldTrainer(nn.Linear(3, 1), X, Y, optimizer=object)):
+        with pytest.raises(TypeError, match="must be a torch.optim.Optimizer subclass"):
+            make()
+    with pytest.raises(ValueError, match="lambdas contains NaN or infinite values"):
+        l2optim.ridge_cv(X, Y, lambdas=[0.1, math.inf])

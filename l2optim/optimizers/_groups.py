@@ -107,7 +107,7 @@ def decay_groups(
             f"parameter names; got {type(model).__name__}. Call decay_groups(model, "
             f"{weight_decay!r}), not decay_groups(model.parameters(), ...)"
         )
-    _rule.check_weight_decay(weight_decay)
+    _rule.check_weight_decay("weight_decay", weight_decay)
     model = _unwrapped(model)
     patterns = [exclude] if isinstance(exclude, str) else list(exclude)
     own = list(model.no_weight_decay()) if use_no_weight_decay and _has_own_list(model) else []

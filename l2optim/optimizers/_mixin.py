@@ -86,7 +86,7 @@ class WeightDecayMixin:
     ) -> None:
         # torch rejects a negative λ itself, with its own message; NaN slips through it.
         if isinstance(weight_decay, float) and math.isnan(weight_decay):
-            _rule.check_weight_decay(weight_decay)
+            _rule.check_weight_decay("weight_decay", weight_decay)
         _rule.check_weight_decay_scaling(weight_decay_scaling, decoupled_weight_decay)
         self._weight_decay_defaults = {
             "decoupled_weight_decay": bool(decoupled_weight_decay),
@@ -347,13 +347,13 @@ def _copy_lr(lr: Any) -> Any:
 
 
 def _check_group(index: int, group: dict[str, Any]) -> None:
-    _rule.check_weight_decay(group["weight_decay"], f"weight_decay in param group {index}")
+    _rule.check_weight_decay(f"weight_decay in param group {index}", group["weight_decay"])
     _rule.check_weight_decay_scaling(
         group["weight_decay_scaling"], group["decoupled_weight_decay"]
     )
     group.setdefault("lr_ref", _copy_lr(group["lr"]))
     if group["decoupled_weight_decay"] and group["weight_decay_scaling"] == "schedule":
-        _rule.check_lr_ref(group["lr_ref"], f"lr_ref in param group {index}")
+        _rule.check_lr_ref(f"lr_ref in param group {index}", group["lr_ref"])
 
 
 WEIGHT_DECAY_ARGS = """

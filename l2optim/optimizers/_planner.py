@@ -125,7 +125,7 @@ def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) ->
     if decoupled:
         scaling = group["weight_decay_scaling"]
         if scaling == "schedule":
-            _rule.check_lr_ref(group.get("lr_ref"), f"lr_ref in param group {index}")
+            _rule.check_lr_ref(f"lr_ref in param group {index}", group.get("lr_ref"))
         scale = _rule.decay_scale(scaling, group["lr"], group.get("lr_ref"))
         factor = _rule.decoupled_factor(scale, weight_decay)
         _check_factor(index, group, factor, scale)

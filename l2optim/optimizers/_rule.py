@@ -55,7 +55,7 @@ class LrAboveReferenceWarning(UserWarning):
     so each step decays by a multiple of the ``weight_decay`` the user set."""
 
 
-def check_weight_decay(weight_decay: Scalar, where: str = "weight_decay") -> None:
+def check_weight_decay(where: str, weight_decay: Scalar) -> None:
     """``TypeError`` unless λ is a real number; ``ValueError`` unless finite and ≥ 0.
 
     The value error keeps torch.optim's wording ("Invalid weight_decay value: ...").
@@ -86,7 +86,7 @@ def decay_scale(scaling: str, lr: Scalar, lr_ref: Scalar | None) -> Scalar:
     if scaling == "lr":
         return lr
     if scaling == "schedule":
-        check_lr_ref(lr_ref)
+        check_lr_ref("lr_ref", lr_ref)
         return lr / lr_ref
     if scaling == "none":
         return 1.0
@@ -123,7 +123,7 @@ def lr_above_reference(index: int, group: dict, scale: Scalar) -> str | None:
     )
 
 
-def check_lr_ref(lr_ref: Scalar | None, where: str = "lr_ref") -> None:
+def check_lr_ref(where: str, lr_ref: Scalar | None) -> None:
     """Raise ``ValueError`` unless the reference lr of ``"schedule"`` is a finite number > 0."""
     value = float(lr_ref) if isinstance(lr_ref, Tensor) and lr_ref.device.type == "cpu" else lr_ref
     if isinstance(value, Tensor):

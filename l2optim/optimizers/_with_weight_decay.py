@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from l2optim._validation import check_optimizer_class
 from l2optim.optimizers import _rule
 from l2optim.optimizers._mixin import WEIGHT_DECAY_ARGS, WeightDecayMixin
 
@@ -39,12 +40,7 @@ def with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimizer]:
         >>> isinstance(opt, torch.optim.Adagrad), AdagradW is l2optim.with_weight_decay(torch.optim.Adagrad)
         (True, True)
     """
-    if not (
-        isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)
-    ):
-        raise TypeError(
-            f"optimizer_class must be a torch.optim.Optimizer subclass, got {optimizer_class!r}"
-        )
+    check_optimizer_class("optimizer_class", optimizer_class)
     if issubclass(optimizer_class, torch.optim.LBFGS):
         raise TypeError(
             "LBFGS re-evaluates its closure within a step; it cannot take weight decay here"
@@ -103,7 +99,7 @@ def _make_with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimize
             weight_decay = weight_decay.arguments.get("weight_decay", 0.0)
         else:
             weight_decay = kwargs.pop("weight_decay", 0.0)
-            _rule.check_weight_decay(weight_decay)
+            _rule.check_weight_decay("weight_decay", weight_decay)
         self._prepare_weight_decay(weight_decay, decoupled_weight_decay, weight_decay_scaling)
         if not base_takes_weight_decay:
             self._weight_decay_defaults["weight_decay"] = weight_decay

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from l2optim._validation import check_bool, check_bounds
+from l2optim._validation import check_bool, check_bounds, check_float_array
 from l2optim.selection._curve import CVCurve, one_standard_error_lambda
 from l2optim.selection._kfold import kfold_splits
 from l2optim.selection._search import grid_then_brent
@@ -241,22 +241,10 @@ class RidgeCVResult(CVCurve):
 # --------------------------------------------------------------------------- input checks
 
 
-def _as_float_array(value: Any, name: str) -> np.ndarray:
-    if hasattr(value, "detach"):  # torch.Tensor
-        value = value.detach().cpu().numpy()
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a numeric array or tensor, got {value!r}") from None
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values; it must be finite")
-    return array
-
-
 def _check_data(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     """X as (n, p) and y as (n, k) float64 arrays."""
-    x_array = _as_float_array(x, "X")
-    y_array = _as_float_array(y, "y")
+    x_array = check_float_array("X", x)
+    y_array = check_float_array("y", y)
     if x_array.ndim != 2:
         raise ValueError(f"X must be 2-D, shape (n_samples, n_features); got shape {x_array.shape}")
     n = x_array.shape[0]
@@ -312,7 +300,7 @@ def _check_cv(
 
 
 def _check_lambdas(lambdas: Any) -> np.ndarray:
-    array = _as_float_array(lambdas, "lambdas")
+    array = check_float_array("lambdas", lambdas)
     if array.ndim != 1 or array.size == 0 or not (array > 0).all():
         raise ValueError(
             f"lambdas must be a non-empty 1-D sequence of finite numbers > 0; got {lambdas!r}"

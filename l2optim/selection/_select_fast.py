@@ -17,6 +17,7 @@ from l2optim._validation import (
     check_bool,
     check_bounds,
     check_count,
+    check_interval,
     check_non_negative,
     check_positive,
 )
@@ -125,15 +126,6 @@ class LambdaRace(CVCurve):
         ax.set_title(f"race: {self.run_equivalents:.2f} training runs")
         ax.legend()
         return ax
-
-
-def _check_range(name: str, value: float, allowed: str, ok: bool) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-
-def _steps_per_epoch(rows: int, batch_size: int | None) -> int:
-    return 1 if batch_size is None else math.ceil(rows / batch_size)
 
 
 def select_lambda_fast(
@@ -275,10 +267,8 @@ def select_lambda_fast(
         )
     budget = check_positive("budget", budget)
     per_decade = check_positive("per_decade", per_decade)
-    fraction = check_positive("first_fraction", first_fraction)
-    _check_range("first_fraction", first_fraction, "in (0, 1]", fraction <= 1)
-    eta = check_positive("eta", eta)
-    _check_range("eta", eta, "> 1", eta > 1)
+    fraction = check_interval("first_fraction", first_fraction, low=0, high=1, low_open=True)
+    eta = check_interval("eta", eta, low=1, low_open=True)
     survivors = check_count("survivors", survivors, low=3)
     lean = check_count("lean", lean, low=0)
     tolerance = check_non_negative("tolerance", tolerance)
@@ -299,8 +289,8 @@ def select_lambda_fast(
     lo, hi = check_bounds(bounds)
 
     start_time = time.perf_counter()
-    steps_per_run = trainer.epochs * _steps_per_epoch(n, trainer.batch_size)
-    fold_steps = sum(_steps_per_epoch(len(train), trainer.batch_size) for train, _ in splits)
+    steps_per_run = trainer.epochs * trainer.steps_per_epoch(n)
+    fold_steps = sum(trainer.steps_per_epoch(len(train)) for train, _ in splits)
     cost_per_lambda_epoch = fold_steps / steps_per_run
     decades = math.log10(hi / lo)
     max_candidates = max(survivors, math.ceil(per_decade * decades) + 1)

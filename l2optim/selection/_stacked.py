@@ -27,7 +27,6 @@ them per copy, but not the numbers the one-at-a-time trainer draws.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
+from l2optim._validation import check_non_negative
 from l2optim.optimizers import (
     FunctionalUpdate,
     add_coupled_decay,
@@ -247,9 +247,8 @@ class ModelStack:
         self._copy_slot = torch.as_tensor([self._slot[int(f)] for f in self.folds])
         self._y_mean, self._y_scale = self._target_scaling(data)
         dtype = trainer.X.dtype if trainer.X.is_floating_point() else torch.get_default_dtype()
-        self.lambdas = torch.as_tensor([float(v) for v in lambdas], dtype=dtype)
-        if not (torch.isfinite(self.lambdas).all() and (self.lambdas >= 0).all()):
-            raise ValueError(f"lambdas must be finite and >= 0, got {list(lambdas)}")
+        values = [check_non_negative(f"lambdas[{i}]", v) for i, v in enumerate(lambdas)]
+        self.lambdas = torch.as_tensor(values, dtype=dtype)
         self.rule.check_lambdas(self.lambdas)
         # One shuffling generator per fold, as each FoldTrainer call makes one.
         self._orders = {f: torch.Generator().manual_seed(trainer.seed) for f in used}
@@ -285,8 +284,7 @@ class ModelStack:
     @property
     def steps_per_epoch(self) -> int:
         """Optimizer steps one copy takes per epoch."""
-        batch = self.trainer.batch_size
-        return 1 if batch is None else math.ceil(self.train_size / batch)
+        return self.trainer.steps_per_epoch(self.train_size)
 
     # -- training -----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from l2optim._validation import check_bool, check_callable, check_count
+from l2optim._validation import check_bool, check_callable, check_count, check_optimizer_class
 from l2optim.optimizers import SGD, decay_groups
 
 __all__ = ["FoldData", "FoldTrainer", "Scaling", "Standardized"]
@@ -142,10 +142,7 @@ class FoldTrainer:
             )
         check_callable("loss", loss, allow_none=True)
         check_callable("score", score, allow_none=True)
-        if not (isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)):
-            raise TypeError(
-                f"optimizer must be a torch.optim.Optimizer subclass, got {optimizer!r}"
-            )
+        check_optimizer_class("optimizer", optimizer)
         optimizer_kwargs = dict(optimizer_kwargs or {})
         if "weight_decay" in optimizer_kwargs:
             raise ValueError(
@@ -242,8 +239,7 @@ class FoldTrainer:
         settings = self._decay_settings
         if settings.decoupled:
             scale = settings.lr if settings.scaling == "lr" else 1.0
-            batch = n_train if self.batch_size is None else min(self.batch_size, n_train)
-            steps = self.epochs * math.ceil(n_train / batch)
+            steps = self.epochs * self.steps_per_epoch(n_train)
             return 1.0 / (100.0 * scale * steps), 0.5 / scale
         top = _largest_eigenvalue(self.X, self.standardize)
         return 1e-5 * top, 10.0 * top
@@ -268,6 +264,10 @@ class FoldTrainer:
         if self.X.is_floating_point():
             model = model.to(dtype=self.X.dtype)
         return model.train()
+
+    def steps_per_epoch(self, rows: int) -> int:
+        """Optimizer steps in one epoch over ``rows`` training rows: one per mini-batch."""
+        return 1 if self.batch_size is None else math.ceil(rows / self.batch_size)
 
     def fold_data(self, train: Tensor) -> FoldData:
         """X and y as the model sees them, scaled on the rows ``train`` when standardising.
