@@ -35,7 +35,7 @@ def ridge_trainer() -> FoldTrainer:
     [(4, None, 1.0), (2, 5, 32 / 20)],
 )
 def test_lambda_agrees_with_ridge_cv_on_the_same_folds(folds, reference_folds, train_scale):
-    tolerance = 0.1
+    se_fraction = 0.1
     race = select_lambda_fast(
         ridge_trainer(),
         (0.01, 10.0),
@@ -43,7 +43,7 @@ def test_lambda_agrees_with_ridge_cv_on_the_same_folds(folds, reference_folds, t
         reference_folds=reference_folds,
         shuffle=False,
         budget=40,
-        tolerance=tolerance,
+        se_fraction=se_fraction,
     )
     # Budget enough for the last rung to train all 100 epochs, then refine until settled.
     assert race.rungs[-1].epochs == 100 and race.stop == "settled"
@@ -53,12 +53,12 @@ def test_lambda_agrees_with_ridge_cv_on_the_same_folds(folds, reference_folds, t
     chosen = race.lambda_min * train_scale
     at_choice = l2optim.ridge_cv(X, Y, cv=folds, shuffle=False, lambdas=[chosen]).cv_mean[0]
     # The stop's claim, checked on the closed form: the choice is within the band.
-    assert at_choice - ridge.cv_mean[best] <= tolerance * ridge.cv_se[best]
+    assert at_choice - ridge.cv_mean[best] <= se_fraction * ridge.cv_se[best]
     assert abs(math.log(chosen / ridge.lambda_min)) < 0.02
     # The choice near it, between the best point and the parabola's vertex: as close.
     chosen = race.lambda_chosen * train_scale
     at_choice = l2optim.ridge_cv(X, Y, cv=folds, shuffle=False, lambdas=[chosen]).cv_mean[0]
-    assert at_choice - ridge.cv_mean[best] <= tolerance * ridge.cv_se[best]
+    assert at_choice - ridge.cv_mean[best] <= se_fraction * ridge.cv_se[best]
     assert abs(math.log(chosen / ridge.lambda_min)) < 0.02
     # The scores of the last rung near the choice are the closed-form k-fold scores at their
     # trained λ. (Far below, 100 steps have not converged; at λ ≳ 3.4, lr (L + λ) > 2 and
@@ -213,7 +213,7 @@ def test_the_result_shares_the_cv_curve_records_and_plots():
         ({"survivors": 2}, ValueError, r"survivors must be an integer >= 3, got 2"),
         ({"survivors": 3.5}, TypeError, r"survivors must be an integer >= 3, got 3.5"),
         ({"lean": -1}, ValueError, "lean must be an integer >= 0, got -1"),
-        ({"tolerance": -0.1}, ValueError, "tolerance must be >= 0, got -0.1"),
+        ({"se_fraction": -0.1}, ValueError, "se_fraction must be >= 0, got -0.1"),
         ({"first_fraction": 1.5}, ValueError, r"first_fraction must be in \(0, 1\], got 1.5"),
         ({"per_decade": math.nan}, ValueError, "per_decade must be finite, got nan"),
         ({"folds": 1}, ValueError, r"folds must be an integer in \[2, n_samples=40\], got 1"),
@@ -254,3 +254,10 @@ def test_float32_data_trains_float32_models():
     )
     race = select_lambda_fast(trainer, (1e-3, 1.0), folds=4, budget=5)
     assert math.isfinite(race.lambda_min) and 1e-3 <= race.lambda_min <= 1.0
+
+
+def test_tolerance_is_the_deprecated_name_of_se_fraction():
+    with pytest.warns(DeprecationWarning, match="tolerance is deprecated.*pass se_fraction"):
+        old = select_lambda_fast(ridge_trainer(), (0.01, 10.0), budget=6, tolerance=0.5)
+    new = select_lambda_fast(ridge_trainer(), (0.01, 10.0), budget=6, se_fraction=0.5)
+    assert (old.final, old.lambda_chosen, old.stop) == (new.final, new.lambda_chosen, new.stop)

@@ -18,14 +18,13 @@ from l2optim.selection._race import (
     RaceStop,
     Rung,
     chosen_lambda,
-    parabola_vertex,
     plan_race,
     plan_rungs,
     planned_cost,
     race,
-    settled,
     window,
 )
+from l2optim.selection._refine import parabola_vertex, possible_improvement, settled
 
 STEPS_PER_EPOCH = 10  # per fold: one epoch of one λ on k folds is k·10 steps
 
@@ -208,19 +207,22 @@ CURVES = st.fixed_dictionaries(
 
 
 @settings(max_examples=60)
-@given(curve=CURVES, tolerance=st.sampled_from([0.0, 0.1, 0.5, 2.0]), extra=st.integers(0, 12))
-def test_the_stop_never_stops_outside_the_band_it_claims(curve, tolerance, extra):
+@given(curve=CURVES, se_fraction=st.sampled_from([0.0, 0.1, 0.5, 2.0]), extra=st.integers(0, 12))
+def test_the_stop_never_stops_outside_the_band_it_claims(curve, se_fraction, extra):
     grid = np.exp(np.linspace(-13, 0, 12))
     unit = cost_per_lambda_epoch(curve["folds"], curve["epochs_total"])
     plan = plan_rungs(
         len(grid), eta=3, survivors=3, epochs=60, cost_per_lambda_epoch=unit, budget=10.0
     )
-    record = race(starter(**curve), grid, plan, lean=1, tolerance=tolerance, refinements=extra)
+    record = race(starter(**curve), grid, plan, lean=1, se_fraction=se_fraction, refinements=extra)
     final = record.final
     means, ses = final.means, final.standard_errors
     best = int(np.argmin(means))
     inside = 0 < best < len(means) - 1
-    band = inside and bool(means[best - 1 : best + 2].max() - means[best] <= tolerance * ses[best])
+    seen = dict(zip(np.log(final.lambdas).tolist(), means.tolist(), strict=True))
+    # The claim of "settled": a convex curve through the points scored could lie at most
+    # se_fraction standard errors below the best mean.
+    band = inside and bool(possible_improvement(seen) <= se_fraction * ses[best])
     refined = len(final.lambdas) - len(record.rungs[-1].lambdas)
     assert refined <= extra
     assert record.stop in typing.get_args(RaceStop)
@@ -244,7 +246,7 @@ def synthetic_race(
     seed=0,
     eta,
     budget,
-    tolerance=0.0,
+    se_fraction=0.0,
     refinements=0,
 ):
     """The race on :class:`SyntheticRuns` of 60 epochs; its record and plan."""
@@ -262,7 +264,7 @@ def synthetic_race(
         len(grid), eta=eta, survivors=3, epochs=60, cost_per_lambda_epoch=unit, budget=budget
     )
     record = race(
-        starter(**curve), grid, plan, lean=1, tolerance=tolerance, refinements=refinements
+        starter(**curve), grid, plan, lean=1, se_fraction=se_fraction, refinements=refinements
     )
     return record, plan
 
@@ -301,7 +303,7 @@ def test_the_steps_counted_are_the_planned_cost():
         seed=1,
         eta=3,
         budget=4,
-        tolerance=0.1,
+        se_fraction=0.1,
     )
     assert record.optimizer_steps / (60 * STEPS_PER_EPOCH) == pytest.approx(
         planned_cost(plan, cost_per_lambda_epoch(4, 60))
@@ -309,10 +311,17 @@ def test_the_steps_counted_are_the_planned_cost():
 
 
 def test_settled_needs_a_finite_standard_error():
-    assert settled(np.array([1.0, 1.05, 1.02]), 1.0, 0.1)
-    assert not settled(np.array([1.0, 1.5, 1.02]), 1.0, 0.1)
-    assert not settled(np.array([1.0, 1.0, 1.0]), math.nan, 0.1)
-    assert not settled(np.array([1.0, np.inf, 1.0]), 1.0, 0.1)
+    # ln λ → mean: the best at 0, neighbours at ±1 scoring 0.05 and 0.02 above it.
+    seen = {-1.0: 1.05, 0.0: 1.0, 1.0: 1.02}
+    assert possible_improvement(seen) == pytest.approx(0.05)
+    assert settled(seen, 1.0, 0.1)
+    assert not settled({-1.0: 1.5, 0.0: 1.0, 1.0: 1.02}, 1.0, 0.1)
+    # A lopsided bracket can hide a deeper minimum on its long side.
+    assert possible_improvement({-0.1: 1.05, 0.0: 1.0, 1.0: 1.02}) == pytest.approx(0.5)
+    assert not settled(seen, math.nan, 0.1) and not settled(seen, None, 0.1)
+    assert not settled(seen, 1.0, None)
+    assert not settled({-1.0: np.inf, 0.0: 1.0, 1.0: 1.0}, 1.0, 0.1)
+    assert not settled({0.0: 1.0, 1.0: 1.02}, 1.0, 0.1)  # no neighbour on one side
 
 
 def test_a_rung_averages_over_folds_and_marks_divergence():

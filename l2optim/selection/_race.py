@@ -16,10 +16,12 @@ weight decay asks for:
   (:func:`window`).
 * **Refinement stops when it cannot matter.** With budget left at the last rung, the
   best λ and its neighbours bracket the minimum and Brent's steps on ln λ add λ
-  between them, until every point of the bracket lies within ``tolerance`` standard
-  errors of the best mean (:func:`settled`): no λ in between could then be told apart
-  from it by this cross-validation. A best λ at an end of the field brings in the
-  grid's next λ beyond it instead.
+  between them (:func:`~l2optim.selection._refine.brent_step`), until a curve convex in
+  ln λ through the points scored could lie at most ``se_fraction`` standard errors below
+  the best mean (:func:`~l2optim.selection._refine.settled`, the rule
+  ``select_lambda`` stops by): no λ in between could then gain what this
+  cross-validation can resolve. A best λ at an end of the field brings in the grid's
+  next λ beyond it instead.
 
 The choice (:func:`chosen_lambda`) is not the scored λ of lowest mean alone: on the
 coarse grid a small budget leaves, that can be up to half a grid step from the minimum.
@@ -41,6 +43,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from l2optim.selection._refine import brent_step, parabola_vertex, settled
+
 __all__ = [
     "STOP_REASONS",
     "Contestants",
@@ -48,11 +52,9 @@ __all__ = [
     "RaceRecord",
     "Rung",
     "chosen_lambda",
-    "parabola_vertex",
     "plan_race",
     "plan_rungs",
     "race",
-    "settled",
 ]
 
 
@@ -61,8 +63,8 @@ RaceStop = Literal["settled", "budget", "bound", "repeat", "diverged"]
 
 #: What each :data:`RaceStop` means, as the docs and the command line say it.
 STOP_REASONS: dict[str, str] = {
-    "settled": "the best λ and its two neighbours score within `tolerance` standard errors "
-    "of each other: a further λ between them could not be told apart",
+    "settled": "a curve convex in ln λ through the λ scored could lie at most `se_fraction` "
+    "standard errors below the best mean: a further λ could not gain what the folds resolve",
     "budget": "the budget allowed no further λ",
     "bound": "the best λ is the end of the search bounds: a better one may lie beyond "
     "(widen the bounds)",
@@ -257,34 +259,6 @@ def window(means: np.ndarray, size: int, lean: int) -> np.ndarray:
     return np.arange(start, min(start + size, len(means)))
 
 
-def settled(means: np.ndarray, standard_error: float, tolerance: float) -> bool:
-    """Whether every mean lies within ``tolerance`` standard errors of the lowest one.
-
-    ``standard_error`` is that of the lowest mean. False when it is not finite (one fold,
-    or a diverged run): nothing can be said then.
-    """
-    if not math.isfinite(standard_error) or not np.isfinite(means).all():
-        return False
-    return bool(means.max() - means.min() <= tolerance * standard_error)
-
-
-def parabola_vertex(log_lambdas: np.ndarray, means: np.ndarray) -> float | None:
-    """The minimiser of the parabola through three points (x, m), or None.
-
-    None unless the points bracket a minimum (the middle one is lowest) and the parabola
-    opens upwards; the vertex then lies between the outer two.
-    """
-    (x0, x1, x2), (m0, m1, m2) = log_lambdas, means
-    if not (np.isfinite(means).all() and m1 <= m0 and m1 <= m2):
-        return None
-    numerator = (x1 - x0) ** 2 * (m1 - m2) - (x1 - x2) ** 2 * (m1 - m0)
-    denominator = (x1 - x0) * (m1 - m2) - (x1 - x2) * (m1 - m0)
-    if denominator >= 0:  # flat or opening downwards (denominator < 0 when convex here)
-        return None
-    vertex = x1 - 0.5 * numerator / denominator
-    return float(min(max(vertex, x0), x2))
-
-
 # --------------------------------------------------------------------------- the race
 
 
@@ -294,7 +268,7 @@ def race(
     plan: list[tuple[int, int]],
     *,
     lean: int,
-    tolerance: float,
+    se_fraction: float,
     refinements: int,
     on_rung: Callable[[Rung], None] | None = None,
 ) -> RaceRecord:
@@ -305,8 +279,9 @@ def race(
         lambdas: the first field, ascending.
         plan: ``[(epochs, λ racing), …]`` from :func:`plan_rungs`.
         lean: the window kept after each rung starts this many grid steps below the best.
-        tolerance: refinement stops once the bracket's means are within this many
-            standard errors of the best (:func:`settled`).
+        se_fraction: refinement stops once a convex curve through the points scored
+            could lie at most this many standard errors below the best mean
+            (:func:`~l2optim.selection._refine.settled`).
         refinements: at most this many extra λ, each trained to the last rung's epochs
             (the caller sizes it to the budget left).
         on_rung: called with each rung as it is scored (progress, logging).
@@ -331,7 +306,7 @@ def race(
     final = rungs[-1]
     refined = 0
     while True:
-        stop, candidate = _next_candidate(final, lambdas, tolerance)
+        stop, candidate = _next_candidate(final, lambdas, se_fraction)
         if candidate is None:
             break
         if refined == refinements:
@@ -347,7 +322,7 @@ def race(
     return RaceRecord(tuple(rungs), final, _lowest(final), chosen_lambda(final), stop, steps)
 
 
-def _next_candidate(final: Rung, grid: np.ndarray, tolerance: float) -> tuple[str, float | None]:
+def _next_candidate(final: Rung, grid: np.ndarray, se_fraction: float) -> tuple[str, float | None]:
     """The next λ to train to the last rung's epochs, or why there is none.
 
     Best λ at an end of the field: the grid's next λ beyond it (the window guessed
@@ -363,32 +338,14 @@ def _next_candidate(final: Rung, grid: np.ndarray, tolerance: float) -> tuple[st
         if not len(beyond):
             return "bound", None
         return "edge", float(beyond[-1] if best == 0 else beyond[0])
-    bracket = np.array([best - 1, best, best + 1])
-    if settled(means[bracket], float(final.standard_errors[best]), tolerance):
+    seen = dict(zip(np.log(final.lambdas).tolist(), means.tolist(), strict=True))
+    if settled(seen, float(final.standard_errors[best]), se_fraction):
         return "settled", None
-    x = np.log(final.lambdas[bracket])
-    candidate = _step(x, means[bracket])
+    bracket = np.array([best - 1, best, best + 1])
+    candidate = brent_step(np.log(final.lambdas[bracket]), means[bracket])
     if np.isclose(final.lambdas, math.exp(candidate), rtol=1e-9, atol=0).any():
         return "repeat", None
     return "refine", math.exp(candidate)
-
-
-#: The golden-section fraction, (3 − √5)/2.
-_GOLDEN = 0.3819660112501051
-
-
-def _step(x: np.ndarray, means: np.ndarray) -> float:
-    """Brent's choice of the next ln λ in the bracket x0 < x1 < x2 around the best x1.
-
-    The parabola's vertex, unless it falls within a tenth of the wider side of x1 (a
-    parabola fitted to a lopsided bracket keeps landing next to x1 and the far side
-    never shrinks); then the golden-section point of the wider side.
-    """
-    vertex = parabola_vertex(x, means)
-    wide = x[0] if x[1] - x[0] > x[2] - x[1] else x[2]
-    if vertex is None or abs(vertex - x[1]) < 0.1 * abs(wide - x[1]):
-        return float(x[1] + _GOLDEN * (wide - x[1]))
-    return vertex
 
 
 def _merged(rung: Rung, more: Rung) -> Rung:

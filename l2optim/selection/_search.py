@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from l2optim._validation import check_bounds, check_callable, check_count, check_positive
+from l2optim.selection import _refine
 from l2optim.selection._curve import CVCurve, Evaluation
 from l2optim.selection._log import LogWriter, read_log
 
@@ -33,8 +34,7 @@ __all__ = ["LambdaSearch", "ObjectiveError", "grid_then_brent", "select_lambda"]
 DEFAULT_N_GRID = 7
 #: Tolerance on ln λ: 0.01 locates λ to about 1%.
 DEFAULT_XTOL = 0.01
-#: Refining stops once it could gain less than this many standard errors of CV score.
-DEFAULT_SE_FRACTION = 0.1
+DEFAULT_SE_FRACTION = _refine.DEFAULT_SE_FRACTION
 #: The search interval of an objective that proposes none.
 DEFAULT_BOUNDS = (1e-6, 1.0)
 
@@ -44,29 +44,6 @@ DEFAULT_BOUNDS = (1e-6, 1.0)
 
 class _Settled(Exception):
     """Raised inside Brent's loop to stop it: what is left to gain is below the noise."""
-
-
-def _possible_improvement(seen: dict[float, float]) -> float:
-    r"""How far below the best value a convex curve through the points ``seen`` can go.
-
-    ``seen`` maps x = ln λ to the mean score. With the best point x and its nearest
-    evaluated neighbours a < x < b, a convex curve lies above the extension of the chord
-    a–x on [x, b] and above that of the chord x–b on [a, x], so its minimum (inside
-    [a, b]) is at least
-
-    .. math:: f(x) - \max\Big(\Delta_a \frac{b-x}{x-a},\ \Delta_b \frac{x-a}{b-x}\Big),
-              \quad \Delta_a = f(a)-f(x),\ \Delta_b = f(b)-f(x).
-
-    Infinite when the best point has no neighbour on one side (an edge of the range).
-    """
-    x = min(seen, key=seen.__getitem__)
-    left = [t for t in seen if t < x]
-    right = [t for t in seen if t > x]
-    if not left or not right:
-        return math.inf
-    a, b = max(left), min(right)
-    delta_a, delta_b = seen[a] - seen[x], seen[b] - seen[x]
-    return max(delta_a * (b - x) / (x - a), delta_b * (x - a) / (b - x))
 
 
 def grid_then_brent(
@@ -121,12 +98,9 @@ def grid_then_brent(
     best_lam, best_score = float(grid[best]), float(grid_scores[best])
 
     def settled() -> bool:
-        if standard_error is None or se_fraction is None:
+        if standard_error is None:
             return False
-        se = standard_error(best_lam)
-        if se is None or not math.isfinite(se):
-            return False
-        return _possible_improvement(seen) <= se_fraction * se
+        return _refine.settled(seen, standard_error(best_lam), se_fraction)
 
     def score_of_log(x: float) -> float:
         nonlocal best_lam, best_score

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +25,7 @@ from l2optim._validation import (
 from l2optim.selection._curve import CVCurve, Evaluation
 from l2optim.selection._kfold import KFoldObjective, kfold_splits
 from l2optim.selection._race import RaceStop, Rung, plan_race, planned_cost, race
+from l2optim.selection._refine import DEFAULT_SE_FRACTION
 from l2optim.selection._stacked import FoldStacks
 from l2optim.selection._trainer import FoldTrainer
 
@@ -52,8 +54,9 @@ class LambdaRace(CVCurve):
         rungs: every rung of the race: after ``epochs`` epochs on every fold, the
             per-fold scores of the λ still racing.
         final: the last rung with the λ added by refinement, all trained as long.
-        stop: why refinement at the last rung ended: ``"settled"`` (the best λ and its
-            two neighbours score within ``tolerance`` standard errors of each other),
+        stop: why refinement at the last rung ended: ``"settled"`` (a curve convex in
+            ln λ through the λ scored could lie at most ``se_fraction`` standard errors
+            below the best mean),
             ``"budget"`` (no budget for a further λ), ``"bound"`` (the best λ is an end
             of ``bounds``: widen them), ``"repeat"`` (the next λ had been scored) or
             ``"diverged"`` (every λ of the last rung diverged).
@@ -142,8 +145,9 @@ def select_lambda_fast(
     survivors: int = 4,
     first_fraction: float = 0.25,
     lean: int = 0,
-    tolerance: float = 0.1,
+    se_fraction: float = DEFAULT_SE_FRACTION,
     refit: bool = False,
+    tolerance: float | None = None,
 ) -> LambdaRace:
     r"""Choose λ for a model trained by a :class:`~l2optim.FoldTrainer`, within a budget.
 
@@ -177,8 +181,10 @@ def select_lambda_fast(
     4. **Refinement.** With budget left after the plan, λ are added at the last rung
        (trained to ``e_L``): the grid's next λ when the best is at an end of the
        field, else Brent's steps on ln λ in the bracket of the best and its neighbours,
-       until the bracket's means all lie within ``tolerance`` standard errors of the
-       best: then no λ between them can be told apart by this cross-validation.
+       until a curve convex in ln λ through the λ scored could lie at most
+       ``se_fraction`` standard errors below the best mean (the rule
+       :func:`l2optim.select_lambda` stops by): then no further λ can gain what this
+       cross-validation resolves.
     5. **The choice.** ``lambda_min`` is the λ of the lowest mean score among those
        trained to ``e_L``; ``lambda_chosen``, the λ to train the final model at, moves
        it halfway (in ln λ) to the vertex of the parabola through it and its
@@ -224,8 +230,10 @@ def select_lambda_fast(
         first_fraction: the least share of the trainer's epochs the first rung trains,
             in (0, 1].
         lean: grid steps below the best λ that the window keeps, ≥ 0.
-        tolerance: refinement stops when the bracket is within this many standard
-            errors, ≥ 0.
+        se_fraction: refinement stops once a convex curve through the λ scored could
+            lie at most this many standard errors below the best mean, ≥ 0 (as
+            :func:`l2optim.select_lambda`'s ``se_fraction``).
+        tolerance: the old name of ``se_fraction``, deprecated (a ``DeprecationWarning``).
         refit: train the model once more, at ``lambda_chosen`` on all the samples, and
             return it as ``model``.
 
@@ -271,7 +279,15 @@ def select_lambda_fast(
     eta = check_interval("eta", eta, low=1, low_open=True)
     survivors = check_count("survivors", survivors, low=3)
     lean = check_count("lean", lean, low=0)
-    tolerance = check_non_negative("tolerance", tolerance)
+    if tolerance is not None:
+        warnings.warn(
+            "tolerance is deprecated and will be removed: pass se_fraction, the name "
+            "select_lambda gives the same stop",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        se_fraction = tolerance
+    se_fraction = check_non_negative("se_fraction", se_fraction)
     refit = check_bool("refit", refit)
     n = len(trainer.X)
     if splits is None:
@@ -311,7 +327,7 @@ def select_lambda_fast(
         grid,
         plan,
         lean=lean,
-        tolerance=tolerance,
+        se_fraction=se_fraction,
         refinements=refinements,
     )
     final = record.final
