@@ -111,7 +111,7 @@ def torch_twins(config: Config) -> list[tuple[dict[str, Any], bool]]:
     """torch.optim arguments to compare a coupled run with, and whether bit-exactly.
 
     With neither ``foreach`` nor ``fused`` given, l2optim runs what torch's default runs
-    for tensors this small (tests/test_implementation.py covers the cases where it picks
+    for tensors this small (tests/optimizers/test_implementation.py covers the cases where it picks
     torch's fused kernel). torch has no fused RMSprop: l2optim's is compared with the
     single-tensor loop.
     """

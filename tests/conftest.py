@@ -32,7 +32,7 @@ def compiled_steps_without_codegen(request, monkeypatch):
     compile cache is empty, as a CI machine's is, and the class tests run dozens of
     configurations. What they check (the plan, the decay, GradScaler, the state) is the
     traced graph's arithmetic, which the ``aot_eager`` backend runs as traced, graph breaks
-    still failing under ``fullgraph``. tests/test_fused.py checks Inductor's kernels.
+    still failing under ``fullgraph``. tests/optimizers/test_compiled.py checks Inductor's kernels.
     """
     if request.node.get_closest_marker("inductor") is None:
         monkeypatch.setattr(_compiled, "_compile", _trace_only)

@@ -1,7 +1,7 @@
 """Run the Hypothesis test modules under many random seeds and tabulate the failures.
 
 Run: ``python tests/property_seeds.py`` (30 seeds), or e.g.
-``python tests/property_seeds.py --seeds 100 --first-seed 1000 tests/test_properties.py``.
+``python tests/property_seeds.py --seeds 100 --first-seed 1000 tests/optimizers/test_properties.py``.
 Each seed is one ``python -m pytest -m hypothesis --hypothesis-seed=SEED`` (the tests that
 draw examples) in a fresh process under the
 ``explore`` profile (random examples; ``--factor`` times the examples each test asks for),
@@ -24,13 +24,13 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 HYPOTHESIS_MODULES = [
-    "test_properties.py",
+    "optimizers/test_properties.py",
     "test_conversions.py",
-    "test_decay.py",
-    "test_ridge.py",
-    "test_search.py",
-    "test_kfold.py",
-    "test_trainer.py",
+    "optimizers/test_rule.py",
+    "selection/test_ridge.py",
+    "selection/test_search.py",
+    "selection/test_kfold.py",
+    "selection/test_trainer.py",
 ]
 _COUNT = re.compile(r"(\d+) (passed|failed|error|errors)\b")
 

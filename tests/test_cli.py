@@ -18,7 +18,7 @@ import l2optim
 from l2optim._cli import main
 
 # Few, short epochs: these runs check the plumbing; the trainer's numbers are checked
-# against closed forms in test_trainer.py.
+# against closed forms in tests/selection/test_trainer.py.
 FAST = ["--epochs", "3", "--folds", "3"]
 
 

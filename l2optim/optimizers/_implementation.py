@@ -2,7 +2,7 @@
 
 torch's default constructor never picks its fused kernels, though a step is memory-bound
 and the fused kernels read and write each tensor once. l2optim picks one where it is
-measured to help (``benchmarks/step_time.py``), without changing what the optimizer
+measured to help (``benchmarks/optimizers/step_time.py``), without changing what the optimizer
 shows the world: the param groups keep ``foreach=None, fused=None`` and GradScaler still
 unscales and skips by itself, exactly as for torch's default constructor. The choice is
 made per step from the parameters alone, so a pickled, copied or reloaded optimizer
@@ -25,7 +25,7 @@ makes the same choice and continues bit for bit.
 switched on with the environment variable ``L2OPTIM_TRITON_KERNELS=1``. They are off by
 default: on a GPU they have been measured for one layout only (100 tensors of 1M
 parameters on an H200, faster than torch's fused kernels; docs/performance.md), and the
-default waits for the layouts of many small tensors (``benchmarks/cuda_check.sh``).
+default waits for the layouts of many small tensors (``benchmarks/optimizers/cuda_check.sh``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ TRITON_SWITCH = "L2OPTIM_TRITON_KERNELS"
 CPU_FUSED_MIN_NUMEL = 1 << 16
 #: Elements up to which a CPU tensor's step is quicker on foreach kernels than in torch's
 #: per-tensor loop: the crossover lies between 2,048 and 8,192 for SGD, Adam and RMSprop
-#: on a 2-core machine (``benchmarks/foreach_crossover.py``).
+#: on a 2-core machine (``benchmarks/optimizers/foreach_crossover.py``).
 CPU_FOREACH_MAX_NUMEL = 1 << 12
 #: The dtypes whose foreach updates round exactly as the per-tensor loop does.
 _FOREACH_EXACT_DTYPES = (torch.float32, torch.float64)

@@ -28,7 +28,7 @@ coarse grid a small budget leaves, that can be up to half a grid step from the m
 Where the best λ and its neighbours bracket a minimum, it moves halfway (in ln λ) to
 the vertex of the parabola through them.
 
-``benchmarks/lambda_rankings.py`` measures how early and on how few folds a ranking
+``benchmarks/selection/lambda_rankings.py`` measures how early and on how few folds a ranking
 holds. The race only needs contestants that can be trained further and scored
 (:class:`Contestants`); training many at once is :class:`l2optim.selection._stacked.FoldStacks`'s
 job, and the public entry point is :func:`l2optim.select_lambda_fast`.
@@ -371,7 +371,7 @@ def chosen_lambda(final: Rung) -> float:
     open upwards: :func:`parabola_vertex`), the λ of lowest mean itself.
 
     Why not the scored λ alone: with little budget the last rung is a coarse grid (at five
-    training runs in ``benchmarks/lambda_cost.py``, neighbours a factor of 4.4 to 5.2
+    training runs in ``benchmarks/selection/lambda_cost.py``, neighbours a factor of 4.4 to 5.2
     apart), and the minimum can lie anywhere up to half a step from the best point. Why
     not the vertex alone: the validation curve rises faster above its minimum than
     below, so a parabola through three points of it puts the vertex too far towards the

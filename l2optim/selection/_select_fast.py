@@ -207,7 +207,7 @@ def select_lambda_fast(
     that the 1/n scaling only corrects on average; the last rung may train for fewer
     epochs than the final model; the window assumes the best λ of longer training is no
     smaller than that of shorter training, less ``lean`` grid steps; the grid is
-    coarser than ``per_decade`` when the budget is small. ``benchmarks/lambda_cost.py``
+    coarser than ``per_decade`` when the budget is small. ``benchmarks/selection/lambda_cost.py``
     measures the test loss this costs against full 5-fold CV on three problems (see
     "Choosing λ" for the table).
 

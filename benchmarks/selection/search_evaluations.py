@@ -1,6 +1,6 @@
 """How many objective evaluations select_lambda needs, against an exhaustive grid.
 
-Run: ``python benchmarks/search_evaluations.py``. On 10 random ridge problems the
+Run: ``python benchmarks/selection/search_evaluations.py``. On 10 random ridge problems the
 objective is the exact leave-one-out curve (``l2optim.ridge_cv`` at one λ), and the
 true optimum λ* is found independently: 20 001 grid points, then a bounded Brent
 refinement to 1e-10 in ln λ. For select_lambda (default settings, bounds (1e-6, 1))

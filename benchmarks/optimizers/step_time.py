@@ -1,6 +1,6 @@
 """Optimizer step time: l2optim against torch.optim, the memory floor and peers.
 
-Run:  python benchmarks/step_time.py [--device cpu|cuda] [--repeats 15] [--layouts large,small]
+Run:  python benchmarks/optimizers/step_time.py [--device cpu|cuda] [--repeats 15] [--layouts large,small]
                                     [--contended] [--without-compiled]
                                     [--tables classes,kernels]
 

@@ -1,6 +1,6 @@
 """How early, and on how few folds, a ranking of λ can be trusted.
 
-Run: ``python benchmarks/lambda_rankings.py`` (``--splits``; the problems of
+Run: ``python benchmarks/selection/lambda_rankings.py`` (``--splits``; the problems of
 ``lambda_cost.py``). For each data split every λ of a 16-point log grid over the
 problem's bounds trains on every one of 5 folds (stacked, with the numbers
 ``FoldTrainer`` gives) and is scored after every epoch; the final model is trained on

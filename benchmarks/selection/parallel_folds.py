@@ -7,7 +7,7 @@ the pool is started and warmed (torch imported, first optimizer built) before ti
 as it is once per search, not once per λ; serial and parallel runs alternate, and each
 keeps its best time.
 
-Run: ``python benchmarks/parallel_folds.py`` (target: speed-up ≥ 1.8 with 2 workers).
+Run: ``python benchmarks/selection/parallel_folds.py`` (target: speed-up ≥ 1.8 with 2 workers).
 """
 
 from __future__ import annotations

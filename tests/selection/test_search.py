@@ -23,7 +23,7 @@ from l2optim.selection._curve import one_standard_error_lambda
 from l2optim.selection._log import read_log
 from l2optim.selection._search import grid_then_brent
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def bowl(centre: float):

@@ -1,6 +1,6 @@
 """What choosing λ for a network costs, and what the cheap ways lose against full k-fold CV.
 
-Run: ``python benchmarks/lambda_cost.py`` (``--splits``, ``--budgets``, ``--problems``;
+Run: ``python benchmarks/selection/lambda_cost.py`` (``--splits``, ``--budgets``, ``--problems``;
 ``pip install "l2optim[bench]"`` for scikit-learn's datasets and Optuna). One torch
 thread; the timings are wall-clock seconds measured side by side in one run.
 

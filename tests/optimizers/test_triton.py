@@ -3,7 +3,7 @@
 Without a GPU the kernels run in Triton's interpreter on CPU tensors, with small blocks
 and chunks so that every path (full blocks, masked tails, tensors split over several
 programs) runs on small tensors; on a CUDA machine the same tests run the compiled kernels
-with their real sizes (see benchmarks/cuda_check.sh).
+with their real sizes (see benchmarks/optimizers/cuda_check.sh).
 """
 
 from __future__ import annotations

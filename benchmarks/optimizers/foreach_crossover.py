@@ -1,6 +1,6 @@
 """Where torch's foreach update stops beating its per-tensor loop on a CPU.
 
-Run:  python benchmarks/foreach_crossover.py [--threads 2] [--repeats 15]
+Run:  python benchmarks/optimizers/foreach_crossover.py [--threads 2] [--repeats 15]
 
 For tensors of one size (from 256 to 65,536 elements; as many tensors as make about 2M
 parameters, between 8 and 200), it times torch.optim's SGD with momentum, Adam and RMSprop

@@ -1,6 +1,6 @@
 """ridge_cv against scikit-learn's RidgeCV: time ratio and the λ each one chooses.
 
-Run: ``python benchmarks/ridge_cv.py``. Both score the same 60 λ by exact
+Run: ``python benchmarks/selection/ridge_cv.py``. Both score the same 60 λ by exact
 leave-one-out. scikit-learn penalises the sum of squares with α and keeps α fixed
 when a sample is left out, which is this library's λ = α/(n−1) on the n−1 remaining
 samples; its final fit ``Ridge(alpha=α)`` is this library's λ = α/n.

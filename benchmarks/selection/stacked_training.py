@@ -1,6 +1,6 @@
 """Training m (fold, λ) runs as one stacked model against training them one at a time.
 
-Run: ``python benchmarks/stacked_training.py``. The model and data are the command
+Run: ``python benchmarks/selection/stacked_training.py``. The model and data are the command
 line's ``--demo --model mlp`` (diabetes, one hidden layer of 32 tanh units, batches of
 64, 30 epochs) with ``l2optim.AdamW`` (lr 1e-2). For m runs (m λ on the first fold of a
 5-fold split) it times ``FoldTrainer`` called m times and one ``ModelStack`` of m
