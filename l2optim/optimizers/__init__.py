@@ -19,12 +19,12 @@ optimizer (stacked training; the conversions).
 
 from __future__ import annotations
 
+from l2optim.optimizers import _rule
 from l2optim.optimizers._adam import Adam, AdamW
 from l2optim.optimizers._functional import FunctionalUpdate, functional_update
 from l2optim.optimizers._groups import decay_groups
 from l2optim.optimizers._rmsprop import RMSprop, RMSpropW
 from l2optim.optimizers._rule import (
-    WEIGHT_DECAY_SCALINGS,
     LrAboveReferenceWarning,
     add_coupled_decay,
     check_decoupled_factor,
@@ -36,6 +36,9 @@ from l2optim.optimizers._rule import (
 from l2optim.optimizers._sgd import SGD, SGDW
 from l2optim.optimizers._torch_state import to_torch_state_dict
 from l2optim.optimizers._with_weight_decay import with_weight_decay
+
+#: The values ``weight_decay_scaling`` takes: ``"lr"``, ``"schedule"`` and ``"none"``.
+WEIGHT_DECAY_SCALINGS = _rule.WEIGHT_DECAY_SCALINGS
 
 __all__ = [
     "SGD",

@@ -269,7 +269,7 @@ register_translation(
 
 
 class FunctionalRMSprop(FunctionalUpdate):
-    """torch's single-tensor RMSprop (momentum, centring, maximize) with λ = 0."""
+    """torch's RMSprop (momentum, centring, maximize) with λ = 0."""
 
     settings_read = frozenset({"lr", "alpha", "eps", "momentum", "centered", "maximize"})
 
@@ -280,21 +280,24 @@ class FunctionalRMSprop(FunctionalUpdate):
 
     def step(self, params, grads, states, step):
         s = self.settings
-        _compat.functional_rmsprop(
+        # The compiled update's code, uncompiled: torch's foreach RMSprop, the loop's
+        # arithmetic.
+        update(
             params,
-            grads,
+            list(grads),
             [state["square_avg"] for state in states],
             [state["grad_avg"] for state in states] if s["centered"] else [],
             [state["momentum_buffer"] for state in states] if s["momentum"] > 0 else [],
             [torch.tensor(float(step - 1), dtype=_compat.step_dtype()) for _ in params],
-            foreach=False,
-            maximize=s["maximize"],
             lr=s["lr"],
+            factor=None,
+            grad_scale=None,
+            weight_decay=0.0,
             alpha=s["alpha"],
             eps=s["eps"],
-            weight_decay=0.0,
             momentum=s["momentum"],
             centered=s["centered"],
+            maximize=s["maximize"],
         )
 
 

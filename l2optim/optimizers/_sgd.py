@@ -20,7 +20,7 @@ from l2optim.optimizers._mixin import WeightDecayMixin, document_weight_decay
 from l2optim.optimizers._planner import BaseRecord
 from l2optim.optimizers._torch_state import per_unit_lr, refuse_unless, register_translation, value
 
-__all__ = ["BASE", "SGD", "SGDW", "FunctionalSGD", "momentum_update"]
+__all__ = ["BASE", "SGD", "SGDW", "FunctionalSGD", "update"]
 
 
 def _creates_buffers_before_reading_overflow(
@@ -152,9 +152,9 @@ class SGD(WeightDecayMixin, torch.optim.SGD):
         }
         if any(b is None for b in buffers):
             # The first step creates the buffers; compiling it would cost a second compile.
-            momentum_update(params, grads, buffers, **kwargs)
+            update(params, grads, buffers, **kwargs)
         else:
-            _compiled.run_compiled(momentum_update, params, grads, buffers, **kwargs)
+            _compiled.run_compiled(update, params, grads, buffers, **kwargs)
         for p, buffer in zip(params, buffers, strict=True):
             self.state[p]["momentum_buffer"] = buffer
 
@@ -198,7 +198,7 @@ class SGDW(SGD):
 # -- the one-pass update that fused=True compiles ------------------------------------------
 
 
-def momentum_update(
+def update(
     params: list[Tensor],
     grads: list[Tensor],
     momentum_buffers: list[Tensor | None],
@@ -212,7 +212,8 @@ def momentum_update(
     nesterov: bool,
     maximize: bool,
 ) -> None:
-    """Decoupled decay (p ← p·factor), then torch's multi-tensor SGD with momentum."""
+    """Decoupled decay (p ← p·factor), then torch's multi-tensor SGD (with momentum, where
+    ``fused=True`` compiles it; any, on stacked tensors)."""
     grads = _compiled.unscale_and_decay(params, grads, factor, grad_scale)
     _compat.functional_sgd(
         params,
@@ -266,7 +267,7 @@ register_translation(
 
 
 class FunctionalSGD(FunctionalUpdate):
-    """torch's single-tensor SGD (momentum, dampening, Nesterov) with λ = 0."""
+    """torch's SGD (momentum, dampening, Nesterov) with λ = 0."""
 
     settings_read = frozenset({"lr", "momentum", "dampening", "nesterov", "maximize"})
 
@@ -275,14 +276,16 @@ class FunctionalSGD(FunctionalUpdate):
     def step(self, params, grads, states, step):
         s = self.settings
         buffers = [state.get("momentum_buffer") for state in states]
-        _compat.functional_sgd(
+        # The compiled update's code, uncompiled: torch's foreach SGD, the loop's arithmetic.
+        update(
             params,
-            grads,
+            list(grads),
             buffers,
-            foreach=False,
+            lr=s["lr"],
+            factor=None,
+            grad_scale=None,
             weight_decay=0.0,
             momentum=s["momentum"],
-            lr=s["lr"],
             dampening=s["dampening"],
             nesterov=s["nesterov"],
             maximize=s["maximize"],

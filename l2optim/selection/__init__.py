@@ -10,14 +10,21 @@ It uses the optimizers through :mod:`l2optim.optimizers`'s public names only.
 
 from __future__ import annotations
 
+from l2optim.selection import _race
 from l2optim.selection._curve import CVCurve, Evaluation, LambdaAtEdgeWarning
 from l2optim.selection._kfold import KFoldObjective, kfold_objective, kfold_splits
-from l2optim.selection._race import STOP_REASONS, RaceStop
 from l2optim.selection._ridge import RidgeCVResult, ridge_cv
 from l2optim.selection._search import LambdaSearch, ObjectiveError, select_lambda
 from l2optim.selection._select_fast import LambdaRace, select_lambda_fast
 from l2optim.selection._stacked import FoldStacks, ModelStack
 from l2optim.selection._trainer import FoldData, FoldTrainer, Scaling, Standardized
+
+#: Each way the race's refinement at the last rung can end (``LambdaRace.stop``), with
+#: what it means.
+STOP_REASONS = _race.STOP_REASONS
+#: The type of ``LambdaRace.stop``: ``Literal["settled", "budget", "bound", "repeat",
+#: "diverged"]``.
+RaceStop = _race.RaceStop
 
 __all__ = [
     "STOP_REASONS",
