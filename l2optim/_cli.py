@@ -472,6 +472,9 @@ def _report(args: argparse.Namespace, curve: l2optim.CVCurve, setting: dict[str,
             "epochs": curve.final.epochs,
             "stop": curve.stop,
             "run_equivalents": curve.run_equivalents,
+            "cost": curve.cost,
+            "cost_per_run": curve.cost_per_run,
+            "cost_unit": curve.cost_unit,
             "optimizer_steps": curve.optimizer_steps,
             "steps_per_run": curve.steps_per_run,
             "seconds": curve.seconds,
@@ -526,7 +529,7 @@ def _print_table(report: dict[str, Any], curve: l2optim.CVCurve) -> None:
         )
         print(
             f"cost: {race['run_equivalents']:.2f} training-run equivalents "
-            f"({race['optimizer_steps']} optimizer steps, {race['steps_per_run']} per run), "
+            f"({race['cost']:.0f} {race['cost_unit']}, {race['cost_per_run']:.0f} per run), "
             f"{race['seconds']:.1f} s"
         )
     if report.get("accuracy") is not None:

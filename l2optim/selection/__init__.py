@@ -14,6 +14,7 @@ from l2optim.selection import _race
 from l2optim.selection._curve import CVCurve, Evaluation, LambdaAtEdgeWarning
 from l2optim.selection._kfold import KFoldObjective, kfold_objective, kfold_splits
 from l2optim.selection._ridge import RidgeCVResult, ridge_cv
+from l2optim.selection._runs import Reported
 from l2optim.selection._search import LambdaSearch, ObjectiveError, select_lambda
 from l2optim.selection._select_fast import LambdaRace, select_lambda_fast
 from l2optim.selection._stacked import FoldStacks, ModelStack
@@ -40,6 +41,7 @@ __all__ = [
     "ModelStack",
     "ObjectiveError",
     "RaceStop",
+    "Reported",
     "RidgeCVResult",
     "Scaling",
     "Standardized",

@@ -74,11 +74,17 @@ STOP_REASONS: dict[str, str] = {
 
 
 class Contestants(Protocol):
-    """Runs of a set of λ on every fold, trained in lockstep (see :class:`FoldStacks`)."""
+    """Runs of a set of λ on every fold, trained in lockstep: stacked
+    (:class:`~l2optim.selection.FoldStacks`) or one training function's runs
+    (:class:`~l2optim.selection._runs.TrainingRuns`).
+
+    ``cost`` is the work done so far, in the unit the caller counts its budget in
+    (optimizer steps, or rows trained on).
+    """
 
     lambdas: np.ndarray
     epochs: int
-    optimizer_steps: int
+    cost: float
 
     def train_to(self, epochs: int) -> None: ...
 
@@ -87,6 +93,10 @@ class Contestants(Protocol):
         ...
 
     def keep(self, index: Sequence[int]) -> None: ...
+
+    def close(self) -> None:
+        """End every run (the race calls it once it is done with them)."""
+        ...
 
 
 #: ``start(lambdas)``: new contestants for these λ, at epoch 0.
@@ -146,7 +156,8 @@ class RaceRecord:
     lambda_chosen: float
     #: Why refinement ended (:data:`STOP_REASONS`).
     stop: RaceStop
-    optimizer_steps: int
+    #: The work the race did, in its contestants' unit.
+    cost: float
 
 
 # --------------------------------------------------------------------------- the plan
@@ -292,16 +303,19 @@ def race(
     lambdas = np.asarray(lambdas, dtype=float)
     field = start(lambdas)
     rungs: list[Rung] = []
-    for position, (epochs, _) in enumerate(plan):
-        field.train_to(epochs)
-        rung = Rung(epochs, field.lambdas.copy(), field.scores())
-        rungs.append(rung)
-        if on_rung is not None:
-            on_rung(rung)
-        if position + 1 < len(plan):
-            kept = window(rung.means, plan[position + 1][1], lean)
-            field.keep(kept)
-    steps = field.optimizer_steps
+    try:
+        for position, (epochs, _) in enumerate(plan):
+            field.train_to(epochs)
+            rung = Rung(epochs, field.lambdas.copy(), field.scores())
+            rungs.append(rung)
+            if on_rung is not None:
+                on_rung(rung)
+            if position + 1 < len(plan):
+                kept = window(rung.means, plan[position + 1][1], lean)
+                field.keep(kept)
+    finally:
+        field.close()
+    cost = field.cost
     final_epochs = plan[-1][0]
     final = rungs[-1]
     refined = 0
@@ -313,13 +327,16 @@ def race(
             stop = "budget"
             break
         extra = start([candidate])
-        extra.train_to(final_epochs)
-        steps += extra.optimizer_steps
+        try:
+            extra.train_to(final_epochs)
+        finally:
+            extra.close()
+        cost += extra.cost
         refined += 1
         final = _merged(final, Rung(final_epochs, extra.lambdas.copy(), extra.scores()))
         if on_rung is not None:
             on_rung(final)
-    return RaceRecord(tuple(rungs), final, _lowest(final), chosen_lambda(final), stop, steps)
+    return RaceRecord(tuple(rungs), final, _lowest(final), chosen_lambda(final), stop, cost)
 
 
 def _next_candidate(final: Rung, grid: np.ndarray, se_fraction: float) -> tuple[str, float | None]:

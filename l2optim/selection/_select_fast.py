@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +27,7 @@ from l2optim.selection._curve import CVCurve, Evaluation
 from l2optim.selection._kfold import KFoldObjective, kfold_splits
 from l2optim.selection._race import RaceStop, Rung, plan_race, planned_cost, race
 from l2optim.selection._refine import DEFAULT_SE_FRACTION
+from l2optim.selection._runs import TrainingFunction, TrainingRuns, hosts_for
 from l2optim.selection._stacked import FoldStacks
 from l2optim.selection._trainer import FoldTrainer
 
@@ -49,8 +51,8 @@ class LambdaRace(CVCurve):
             parabola through it and its neighbours on the curve, where they bracket a
             minimum; else ``lambda_min`` (see :func:`select_lambda_fast`, "The choice").
         evaluations: the last rung as :class:`l2optim.Evaluation` records (λ, per-fold
-            scores, mean, standard error); ``cost`` is the optimizer steps that λ took on
-            all folds, ``seconds`` is NaN (the runs trained together).
+            scores, mean, standard error); ``cost`` is the work that λ took on all folds
+            (in ``cost_unit``), ``seconds`` is NaN (the runs trained together).
         rungs: every rung of the race: after ``epochs`` epochs on every fold, the
             per-fold scores of the λ still racing.
         final: the last rung with the λ added by refinement, all trained as long.
@@ -60,10 +62,13 @@ class LambdaRace(CVCurve):
             ``"budget"`` (no budget for a further λ), ``"bound"`` (the best λ is an end
             of ``bounds``: widen them), ``"repeat"`` (the next λ had been scored) or
             ``"diverged"`` (every λ of the last rung diverged).
-        optimizer_steps: optimizer steps taken, each run's steps counted (m runs
-            trained together for s steps count m·s).
-        steps_per_run: the steps of one training run on all the samples, the unit of
-            cost: ``epochs · ⌈n / batch_size⌉``.
+        cost: the work the race did, every run's counted, in ``cost_unit``: optimizer
+            steps for a :class:`~l2optim.FoldTrainer`'s stacked runs (m runs trained
+            together for s steps count m·s); rows trained on for a training function's
+            runs (an epoch of a run costs its training rows).
+        cost_per_run: the same work for one training run on all the samples, the unit
+            of the budget: ``epochs · ⌈n / batch_size⌉`` steps, or ``epochs · n`` rows.
+        cost_unit: ``"optimizer steps"`` or ``"rows"``.
         seconds: wall-clock time of the search.
         train_scale: every run trained at ``λ · train_scale``: the λ reported are on the
             scale of ``reference_folds``-fold CV (1.0 without a reference).
@@ -77,16 +82,36 @@ class LambdaRace(CVCurve):
     rungs: tuple[Rung, ...]
     final: Rung
     stop: RaceStop
-    optimizer_steps: int
-    steps_per_run: int
+    cost: float
+    cost_per_run: float
     seconds: float
     train_scale: float = 1.0
     model: Any = None
+    cost_unit: str = "optimizer steps"
 
     @property
     def run_equivalents(self) -> float:
-        """The cost in training runs: ``optimizer_steps / steps_per_run``."""
-        return self.optimizer_steps / self.steps_per_run
+        """The cost in training runs: ``cost / cost_per_run``."""
+        return self.cost / self.cost_per_run
+
+    @property
+    def optimizer_steps(self) -> int | None:
+        """``cost`` when it counts optimizer steps (stacked runs), else None."""
+        return int(self.cost) if self.cost_unit == "optimizer steps" else None
+
+    @property
+    def steps_per_run(self) -> int | None:
+        """``cost_per_run`` when the cost counts optimizer steps, else None."""
+        return int(self.cost_per_run) if self.cost_unit == "optimizer steps" else None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A race pickled by l2optim 0.1.0 counted optimizer steps under other names.
+        if "optimizer_steps" in state:
+            state = dict(state)
+            state["cost"] = state.pop("optimizer_steps")
+            state["cost_per_run"] = state.pop("steps_per_run")
+            state.setdefault("cost_unit", "optimizer steps")
+        self.__dict__.update(state)
 
     def _choices(self) -> dict[str, float | None]:
         return {**super()._choices(), "lambda_chosen": self.lambda_chosen}
@@ -132,9 +157,12 @@ class LambdaRace(CVCurve):
 
 
 def select_lambda_fast(
-    trainer: FoldTrainer | KFoldObjective,
+    trainer: FoldTrainer | KFoldObjective | TrainingFunction,
     bounds: tuple[float, float] | None = None,
     *,
+    n_samples: int | None = None,
+    epochs: int | None = None,
+    validation: tuple[Any, Any] | None = None,
     budget: float = DEFAULT_BUDGET,
     folds: int = 2,
     reference_folds: int | None = 5,
@@ -146,14 +174,32 @@ def select_lambda_fast(
     first_fraction: float = 0.25,
     lean: int = 0,
     se_fraction: float = DEFAULT_SE_FRACTION,
+    workers: int | None = None,
+    executor: Any = None,
     refit: bool = False,
     tolerance: float | None = None,
 ) -> LambdaRace:
-    r"""Choose λ for a model trained by a :class:`~l2optim.FoldTrainer`, within a budget.
+    r"""Choose λ for a network within a budget of a few training runs: your loop, or a
+    :class:`~l2optim.FoldTrainer`'s.
 
     :func:`l2optim.select_lambda` on a k-fold objective trains every fold to the end
     for each λ it scores: about 16 λ × k folds. This function races the λ instead, on
-    two folds:
+    two folds (or your validation split).
+
+    **Your training.** ``trainer`` is a *training function*
+    ``train(lam, train_idx, val_idx)``: your loop (DataLoader, augmentation, lr schedule,
+    loss) written as a generator that builds a fresh model at weight decay ``lam``, trains
+    on the rows ``train_idx`` one epoch at a time and yields the validation score on
+    ``val_idx`` after each epoch (lower is better; ``inf`` or NaN for a diverged run). The
+    race pauses a run by not drawing from it and continues it later (the schedule goes
+    on where it was: nothing restarts), and ends it with ``close()``, which runs the
+    generator's ``finally`` blocks. Give ``n_samples`` (the rows the indices refer to) and
+    ``epochs`` (a run's full length). For a loop inside a framework (Lightning, the 🤗
+    Trainer), wrap a function that reports from a callback in
+    :class:`l2optim.selection.Reported`. ``trainer`` may also be a
+    :class:`~l2optim.FoldTrainer` (or a :class:`~l2optim.KFoldObjective` over one),
+    whose runs all train together as one stacked model, with the numbers of its
+    :meth:`~l2optim.FoldTrainer.training` run alone.
 
     0. **Two folds, every row scored.** Each λ is validated on every row at the cost of
        one training run (with k folds it costs k − 1), and a validation loss that a few
@@ -173,8 +219,8 @@ def select_lambda_fast(
        ``survivors`` λ to reach that first rung, they alone race, as long as it allows.
     2. **Rungs.** Every λ still racing trains on every fold and is scored. Survivors
        continue their runs (nothing restarts), so a rung costs only its extra epochs;
-       a λ scored after ``e`` epochs has exactly the score ``FoldTrainer(...,
-       epochs=e)`` gives it.
+       a λ scored after ``e`` epochs has the score its run gives after ``e`` epochs
+       (for a FoldTrainer, exactly what ``FoldTrainer(..., epochs=e)`` gives it).
     3. **The window.** The best λ still grows with the epochs after the first rung, so
        the survivors are a contiguous window of the grid that starts ``lean`` steps
        below the best λ and extends to larger ones, not the best by score.
@@ -192,16 +238,23 @@ def select_lambda_fast(
        whose best point can be half a step from the minimum, and the vertex alone
        leans towards the flatter side of the curve (below the minimum).
 
-    All runs of a rung train together as one stacked model
-    (:class:`torch.func.vmap`), which shares the per-step overhead of small models; the
-    numbers are those of the trainer run one λ and fold at a time.
+    **Where the runs train.** A FoldTrainer's runs of a rung train together as one
+    stacked model (:class:`torch.func.vmap`), which shares the per-step overhead of small
+    models. A training function's runs train in this process one after another; with
+    ``workers=N``, on N worker processes, each run staying in the process that started it
+    (the function must pickle: a module-level function); with ``executor=`` a
+    ``dask.distributed`` client, on the cluster's workers, as one actor per worker that
+    holds its runs (a GPU per worker: give the workers one each). A FoldTrainer given
+    ``workers`` or ``executor`` races its :meth:`~l2optim.FoldTrainer.training` runs there.
 
-    **Cost.** ``budget`` is in training runs: optimizer steps, every run's counted, over
-    the steps of one training of the final model on all the samples
-    (``trainer.epochs · ⌈n / batch_size⌉``). One λ on all k folds to the end costs
-    about k − 1 runs (each fold trains on (k−1)/k of the samples), so full k-fold CV
-    over 16 λ costs about 64 runs for k = 5. The result reports ``run_equivalents``,
-    ``optimizer_steps`` and the wall time.
+    **Cost.** ``budget`` is in training runs: the work done, every run's counted, over
+    the work of one training of the final model on all the samples. A training
+    function's work is the rows trained on: an epoch drawn from a run costs
+    ``len(train_idx)`` rows, a training run ``epochs · n_samples``. A stacked
+    FoldTrainer's is its optimizer steps, over ``trainer.epochs · ⌈n / batch_size⌉``.
+    One λ on all k folds to the end costs about k − 1 runs (each fold trains on (k−1)/k
+    of the samples), so full k-fold CV over 16 λ costs about 64 runs for k = 5. The
+    result reports ``run_equivalents``, ``cost`` and the wall time.
 
     **What it gives up.** Two folds are a noisier, shifted view of the k-fold curve
     that the 1/n scaling only corrects on average; the last rung may train for fewer
@@ -212,15 +265,23 @@ def select_lambda_fast(
     "Choosing λ" for the table).
 
     Args:
-        trainer: the :class:`~l2optim.FoldTrainer` (model factory, data, loss, score,
-            optimizer and its arguments, decoupled flag, epochs, batch size, seed), or a
-            :class:`~l2optim.KFoldObjective` over one, whose folds are then used.
-        bounds: ``(lo, hi)`` with :math:`0 < lo < hi < \infty`; by default the trainer's
-            :meth:`~l2optim.FoldTrainer.default_bounds` for the largest training fold, as
-            :func:`l2optim.select_lambda` takes them.
+        trainer: a training function (above); or the :class:`~l2optim.FoldTrainer`
+            (model factory, data, loss, score, optimizer and its arguments, decoupled
+            flag, epochs, batch size, seed), or a :class:`~l2optim.KFoldObjective` over
+            one, whose folds are then used.
+        bounds: ``(lo, hi)`` with :math:`0 < lo < hi < \infty`; for a FoldTrainer, by
+            default its :meth:`~l2optim.FoldTrainer.default_bounds` for the largest
+            training fold, as :func:`l2optim.select_lambda` takes them. A training
+            function needs them (or a ``default_bounds(n_train)`` method).
+        n_samples: with a training function, how many rows its indices refer to.
+        epochs: with a training function, the epochs of one full training run.
+        validation: ``(train_idx, val_idx)``: race on this one split instead of folds
+            (the λ reported are then those the runs trained at: no ``reference_folds``
+            scaling), and no standard errors, so refinement stops only by budget.
         budget: the most training-run equivalents to spend, > 0.
-        folds, shuffle, random_state: the k-fold split the race runs on when
-            ``trainer`` is a FoldTrainer, as :func:`l2optim.kfold_splits` makes it.
+        folds, shuffle, random_state: the k-fold split the race runs on, as
+            :func:`l2optim.kfold_splits` makes it (unless ``validation`` or a
+            KFoldObjective gives the split).
         reference_folds: report λ on the scale of this k-fold CV's training folds
             (above), an integer ≥ 2; None trains every run at the λ reported (the
             race's own folds' scale).
@@ -233,9 +294,11 @@ def select_lambda_fast(
         se_fraction: refinement stops once a convex curve through the λ scored could
             lie at most this many standard errors below the best mean, ≥ 0 (as
             :func:`l2optim.select_lambda`'s ``se_fraction``).
+        workers: train a training function's runs on this many worker processes.
+        executor: or on a ``dask.distributed.Client`` (or the executor it gives).
+        refit: with a FoldTrainer, train the model once more, at ``lambda_chosen`` on
+            all the samples, and return it as ``model``.
         tolerance: the old name of ``se_fraction``, deprecated (a ``DeprecationWarning``).
-        refit: train the model once more, at ``lambda_chosen`` on all the samples, and
-            return it as ``model``.
 
     Returns:
         A :class:`l2optim.LambdaRace`: a :class:`l2optim.CVCurve` (``lambda_min``,
@@ -246,11 +309,14 @@ def select_lambda_fast(
         LambdaAtEdgeWarning: ``lambda_min`` is an end of ``bounds``.
 
     Raises:
-        TypeError: ``trainer`` is not a FoldTrainer or a KFoldObjective over one, or its
-            optimizer is not an SGD, Adam or RMSprop.
+        TypeError: ``trainer`` is neither a training function nor a FoldTrainer or a
+            KFoldObjective over one, or its optimizer is not an SGD, Adam or RMSprop;
+            ``executor`` is not dask's (a plain executor cannot keep a run where it
+            started); ``refit=True`` with a training function.
         TypeError: an argument of the wrong type (named).
-        ValueError: a bad argument value (named, with what is allowed), a budget too small for one epoch per rung,
-            or every λ diverged.
+        ValueError: a bad argument value (named, with what is allowed), a budget too small
+            for one epoch per rung, or every λ diverged.
+        RuntimeError: the training function raised (the original exception chained).
 
     Example:
         >>> X, y, _ = l2optim.data.load_diabetes()
@@ -263,22 +329,6 @@ def select_lambda_fast(
         >>> 1e-4 <= race.lambda_chosen <= 10.0, race.run_equivalents <= 5
         (True, True)
     """
-    if isinstance(trainer, KFoldObjective):
-        splits = trainer.splits
-        trainer = trainer.fit_score
-    else:
-        splits = None
-    if not isinstance(trainer, FoldTrainer):
-        raise TypeError(
-            "trainer must be a FoldTrainer or a KFoldObjective over one, got "
-            f"{type(trainer).__name__}"
-        )
-    budget = check_positive("budget", budget)
-    per_decade = check_positive("per_decade", per_decade)
-    fraction = check_interval("first_fraction", first_fraction, low=0, high=1, low_open=True)
-    eta = check_interval("eta", eta, low=1, low_open=True)
-    survivors = check_count("survivors", survivors, low=3)
-    lean = check_count("lean", lean, low=0)
     if tolerance is not None:
         warnings.warn(
             "tolerance is deprecated and will be removed: pass se_fraction, the name "
@@ -287,12 +337,36 @@ def select_lambda_fast(
             stacklevel=2,
         )
         se_fraction = tolerance
-    se_fraction = check_non_negative("se_fraction", se_fraction)
+    options = _RaceOptions(
+        budget=check_positive("budget", budget),
+        per_decade=check_positive("per_decade", per_decade),
+        first_fraction=check_interval(
+            "first_fraction", first_fraction, low=0, high=1, low_open=True
+        ),
+        eta=check_interval("eta", eta, low=1, low_open=True),
+        survivors=check_count("survivors", survivors, low=3),
+        lean=check_count("lean", lean, low=0),
+        se_fraction=check_non_negative("se_fraction", se_fraction),
+    )
     refit = check_bool("refit", refit)
-    n = len(trainer.X)
-    if splits is None:
+    if workers is not None:
+        workers = check_count("workers", workers, low=1)
+        if executor is not None:
+            raise ValueError("give either workers or executor, not both")
+    job = _race_job(trainer, n_samples, epochs, workers, executor)
+    if refit and job.trainer is None:
+        raise TypeError(
+            "refit=True trains the final model with a FoldTrainer's fit; with a training "
+            "function, train your final model at race.lambda_chosen"
+        )
+    n = job.n_samples
+    if validation is not None:
+        splits = [_checked_split(validation, n)]
+    elif job.splits is not None:
+        splits = job.splits
+    else:
         splits = kfold_splits(n, folds, shuffle=shuffle, random_state=random_state)
-    if reference_folds is None:
+    if reference_folds is None or validation is not None:
         train_scale = 1.0
     else:
         reference_folds = check_count("reference_folds", reference_folds, low=2)
@@ -300,41 +374,40 @@ def select_lambda_fast(
         reference_rows = n * (reference_folds - 1) / reference_folds
         train_scale = reference_rows / np.mean([len(train) for train, _ in splits])
     if bounds is None:
-        bounds = trainer.default_bounds(max(len(train) for train, _ in splits))
+        bounds = job.default_bounds(max(len(train) for train, _ in splits))
         bounds = (bounds[0] / train_scale, bounds[1] / train_scale)
     lo, hi = check_bounds(bounds)
 
     start_time = time.perf_counter()
-    steps_per_run = trainer.epochs * trainer.steps_per_epoch(n)
-    fold_steps = sum(trainer.steps_per_epoch(len(train)) for train, _ in splits)
-    cost_per_lambda_epoch = fold_steps / steps_per_run
-    decades = math.log10(hi / lo)
-    max_candidates = max(survivors, math.ceil(per_decade * decades) + 1)
+    cost_per_lambda_epoch = job.fold_cost(splits) / job.cost_per_run
     plan = plan_race(
-        max_candidates,
-        eta=eta,
-        survivors=survivors,
-        epochs=trainer.epochs,
+        max(options.survivors, math.ceil(options.per_decade * math.log10(hi / lo)) + 1),
+        eta=options.eta,
+        survivors=options.survivors,
+        epochs=job.epochs,
         cost_per_lambda_epoch=cost_per_lambda_epoch,
-        budget=budget,
-        first_epochs=max(1, math.ceil(fraction * trainer.epochs)),
+        budget=options.budget,
+        first_epochs=max(1, math.ceil(options.first_fraction * job.epochs)),
     )
     grid = np.geomspace(lo, hi, plan[0][1])
-    left = budget - planned_cost(plan, cost_per_lambda_epoch)
+    left = options.budget - planned_cost(plan, cost_per_lambda_epoch)
     refinements = int(left // (plan[-1][0] * cost_per_lambda_epoch) + 1e-9)
-    record = race(
-        lambda lambdas: FoldStacks(trainer, splits, lambdas, train_scale),
-        grid,
-        plan,
-        lean=lean,
-        se_fraction=se_fraction,
-        refinements=refinements,
-    )
+    try:
+        record = race(
+            lambda lambdas: job.contestants(splits, lambdas, train_scale),
+            grid,
+            plan,
+            lean=options.lean,
+            se_fraction=options.se_fraction,
+            refinements=refinements,
+        )
+    finally:
+        job.shutdown()
     final = record.final
     # Every λ of the last rung trained its epochs on every fold, survivors and added λ alike.
-    steps_per_lambda = fold_steps * final.epochs
+    cost_per_lambda = job.fold_cost(splits) * final.epochs
     evaluations = tuple(
-        Evaluation.from_scores(lam, scores, math.nan, cost=steps_per_lambda)
+        Evaluation.from_scores(lam, scores, math.nan, cost=cost_per_lambda)
         for lam, scores in zip(final.lambdas, final.scores, strict=True)
     )
     found = LambdaRace.from_evaluations(
@@ -346,12 +419,139 @@ def select_lambda_fast(
         rungs=record.rungs,
         final=final,
         stop=record.stop,
-        optimizer_steps=record.optimizer_steps,
-        steps_per_run=steps_per_run,
+        cost=record.cost,
+        cost_per_run=job.cost_per_run,
+        cost_unit=job.cost_unit,
         seconds=time.perf_counter() - start_time,
         train_scale=float(train_scale),
     )
     found.warn_if_at_edge()
     if refit:
-        found = replace(found, model=trainer.fit(found.lambda_chosen))
+        found = replace(found, model=job.trainer.fit(found.lambda_chosen))
     return found
+
+
+@dataclass(frozen=True)
+class _RaceOptions:
+    budget: float
+    per_decade: float
+    first_fraction: float
+    eta: float
+    survivors: int
+    lean: int
+    se_fraction: float
+
+
+class _RaceJob:
+    """What is raced and how its runs train: a FoldTrainer's stacked runs, or a training
+    function's runs on hosts. Knows the data size, a run's length and how work is counted."""
+
+    def __init__(
+        self,
+        *,
+        n_samples: int,
+        epochs: int,
+        cost_unit: str,
+        cost_per_run: float,
+        trainer: FoldTrainer | None = None,
+        splits: list[tuple[np.ndarray, np.ndarray]] | None = None,
+        hosts: Any = None,
+        proposed_bounds: Callable[[int], tuple[float, float]] | None = None,
+    ) -> None:
+        self.n_samples, self.epochs = n_samples, epochs
+        self.cost_unit, self.cost_per_run = cost_unit, cost_per_run
+        self.trainer, self.splits, self.hosts = trainer, splits, hosts
+        self._proposed_bounds = proposed_bounds
+
+    def default_bounds(self, n_train: int) -> tuple[float, float]:
+        if self._proposed_bounds is None:
+            raise TypeError(
+                "bounds=(lo, hi) is needed: a training function proposes none (give it a "
+                "default_bounds(n_train) method to propose them)"
+            )
+        return self._proposed_bounds(n_train)
+
+    def fold_cost(self, splits: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        """The work of one epoch on every fold."""
+        if self.hosts is None:
+            return float(sum(self.trainer.steps_per_epoch(len(train)) for train, _ in splits))
+        return float(sum(len(train) for train, _ in splits))
+
+    def contestants(self, splits: Any, lambdas: Any, train_scale: float) -> Any:
+        if self.hosts is None:
+            return FoldStacks(self.trainer, splits, lambdas, train_scale)
+        return TrainingRuns(self.hosts, splits, lambdas, train_scale)
+
+    def shutdown(self) -> None:
+        if self.hosts is not None:
+            self.hosts.shutdown()
+
+
+def _race_job(
+    trainer: Any, n_samples: int | None, epochs: int | None, workers: int | None, executor: Any
+) -> _RaceJob:
+    splits = None
+    if isinstance(trainer, KFoldObjective):
+        splits, trainer = trainer.splits, trainer.fit_score
+        if not isinstance(trainer, FoldTrainer):
+            raise TypeError(
+                "a KFoldObjective races over its FoldTrainer; got one over "
+                f"{type(trainer).__name__}: race the training function itself"
+            )
+    if isinstance(trainer, FoldTrainer):
+        for name, value, own in (("n_samples", n_samples, len(trainer.X)),
+                                 ("epochs", epochs, trainer.epochs)):
+            if value is not None and value != own:
+                raise ValueError(f"{name}={value!r} differs from the FoldTrainer's {own}")
+        n = len(trainer.X)
+        if workers is None and executor is None:
+            return _RaceJob(
+                n_samples=n, epochs=trainer.epochs, cost_unit="optimizer steps",
+                cost_per_run=trainer.epochs * trainer.steps_per_epoch(n), trainer=trainer,
+                splits=splits, proposed_bounds=trainer.default_bounds,
+            )
+        hosts = hosts_for(trainer.training, workers=workers, executor=executor)
+        return _RaceJob(
+            n_samples=n, epochs=trainer.epochs, cost_unit="rows", cost_per_run=trainer.epochs * n,
+            trainer=trainer, splits=splits, hosts=hosts, proposed_bounds=trainer.default_bounds,
+        )
+    if not callable(trainer):
+        raise TypeError(
+            "trainer must be a training function train(lam, train_idx, val_idx) yielding a "
+            "validation score after each epoch, a FoldTrainer or a KFoldObjective over one; "
+            f"got {type(trainer).__name__}"
+        )
+    if n_samples is None or epochs is None:
+        raise TypeError(
+            "a training function needs n_samples (the rows its indices refer to) and epochs "
+            "(the length of one training run)"
+        )
+    n = check_count("n_samples", n_samples, low=2)
+    epochs = check_count("epochs", epochs, low=1)
+    proposed = getattr(trainer, "default_bounds", None)
+    hosts = hosts_for(trainer, workers=workers, executor=executor)
+    return _RaceJob(
+        n_samples=n, epochs=epochs, cost_unit="rows", cost_per_run=epochs * n,
+        hosts=hosts, proposed_bounds=proposed if callable(proposed) else None,
+    )
+
+
+def _checked_split(validation: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_idx, val_idx)`` as integer arrays of distinct rows in ``range(n)``."""
+    try:
+        train, val = (np.asarray(part) for part in validation)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"validation must be a pair (train_idx, val_idx) of index arrays, got {validation!r}"
+        ) from None
+    for name, part in (("train_idx", train), ("val_idx", val)):
+        if part.ndim != 1 or part.size == 0 or part.dtype.kind not in "iu":
+            raise ValueError(f"validation's {name} must be a non-empty 1-D integer array")
+        if part.min() < 0 or part.max() >= n:
+            raise ValueError(
+                f"validation's {name} must index rows in [0, n_samples={n}), got values from "
+                f"{part.min()} to {part.max()}"
+            )
+    if np.intersect1d(train, val).size:
+        raise ValueError("validation's train_idx and val_idx share rows")
+    return train, val

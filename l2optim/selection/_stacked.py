@@ -429,6 +429,14 @@ class FoldStacks:
     def optimizer_steps(self) -> int:
         return sum(stack.optimizer_steps for stack in self._stacks)
 
+    @property
+    def cost(self) -> int:
+        """The work done, for a race: optimizer steps, every copy's counted."""
+        return self.optimizer_steps
+
+    def close(self) -> None:
+        """Nothing to end: the copies are tensors of this process."""
+
     def train_to(self, epochs: int) -> None:
         """Train every run on until it has trained ``epochs`` epochs."""
         for stack in self._stacks:

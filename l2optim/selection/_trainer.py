@@ -196,6 +196,35 @@ class FoldTrainer:
         value = self._validation_score(model, data, test)
         return value if math.isfinite(value) else math.inf
 
+    def training(self, lam: float, train_idx: Any, test_idx: Any) -> Iterator[float]:
+        """The same training as a call, as a training function for
+        :func:`l2optim.select_lambda_fast`: the score on ``test_idx`` after each epoch.
+
+        After e epochs it yields exactly what ``FoldTrainer(..., epochs=e)`` returns;
+        between two draws the run waits, its random state kept apart from the caller's.
+        A diverged run yields ``inf`` once, and nothing after.
+        """
+        train = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
+        test = torch.as_tensor(np.asarray(test_idx), dtype=torch.long)
+        data = self.fold_data(train)
+        with torch.random.fork_rng(devices=[]):
+            model = self.new_model()
+            optimizer = self.optimizer(decay_groups(model, float(lam)), **self.optimizer_kwargs)
+            rng = torch.get_rng_state()
+        order = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epochs):
+            # The run's own stream of random numbers (dropout) goes on where it stopped.
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(rng)
+                model.train()
+                trained = self._train_epoch(model, optimizer, data, train, order)
+                rng = torch.get_rng_state()
+            if not trained:
+                yield math.inf
+                return
+            value = self._validation_score(model, data, test)
+            yield value if math.isfinite(value) else math.inf
+
     def fit(self, lam: float) -> nn.Module:
         """The model trained at weight decay ``lam`` on every row, in eval mode.
 
@@ -294,14 +323,26 @@ class FoldTrainer:
     ) -> bool:
         """Run the epochs; False as soon as a training loss is not finite."""
         order = torch.Generator().manual_seed(self.seed)
-        for _ in range(self.epochs):
-            for batch in self.batches(train, order):
-                optimizer.zero_grad(set_to_none=True)
-                loss = self.training_loss(model(data.X[batch]), data.y[batch])
-                if not torch.isfinite(loss).item():
-                    return False
-                loss.backward()
-                optimizer.step()
+        return all(
+            self._train_epoch(model, optimizer, data, train, order) for _ in range(self.epochs)
+        )
+
+    def _train_epoch(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data: FoldData,
+        train: Tensor,
+        order: torch.Generator,
+    ) -> bool:
+        """One epoch; False as soon as a training loss is not finite."""
+        for batch in self.batches(train, order):
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.training_loss(model(data.X[batch]), data.y[batch])
+            if not torch.isfinite(loss).item():
+                return False
+            loss.backward()
+            optimizer.step()
         return True
 
     def batches(self, train: Tensor, order: torch.Generator) -> Iterator[Tensor]:

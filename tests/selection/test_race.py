@@ -43,10 +43,13 @@ class SyntheticRuns:
         self.folds, self.noise, self.seed = folds, noise, seed
         self.epochs_total = epochs_total
         self.epochs = 0
-        self.optimizer_steps = 0
+        self.cost = 0
+
+    def close(self):
+        pass
 
     def train_to(self, epochs):
-        self.optimizer_steps += (
+        self.cost += (
             len(self.lambdas) * self.folds * STEPS_PER_EPOCH * (epochs - self.epochs)
         )
         self.epochs = epochs
@@ -305,7 +308,7 @@ def test_the_steps_counted_are_the_planned_cost():
         budget=4,
         se_fraction=0.1,
     )
-    assert record.optimizer_steps / (60 * STEPS_PER_EPOCH) == pytest.approx(
+    assert record.cost / (60 * STEPS_PER_EPOCH) == pytest.approx(
         planned_cost(plan, cost_per_lambda_epoch(4, 60))
     )
 
@@ -398,7 +401,7 @@ def test_a_race_reports_the_choice_of_its_last_rung():
 def test_every_stop_the_race_can_give_is_documented_and_no_other():
     stops = set(typing.get_args(RaceStop))
     assert set(STOP_REASONS) == stops
-    documented = l2optim.LambdaRace.__doc__.split("stop:", 1)[1].split("optimizer_steps:")[0]
+    documented = l2optim.LambdaRace.__doc__.split("stop:", 1)[1].split("cost:")[0]
     assert set(re.findall(r'``"([a-z ]+)"``', documented)) == stops
     assert typing.get_type_hints(l2optim.LambdaRace)["stop"] == RaceStop
 
