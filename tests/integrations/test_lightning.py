@@ -298,3 +298,74 @@ def test_lr_finder_with_schedule_scaling(tmp_path: Path) -> None:
         weight_decay=SCHEDULE_SGDW["weight_decay"],
         momentum=SCHEDULE_SGDW["momentum"],
     )
+
+
+# -- racing λ for a LightningModule -------------------------------------------------------
+# The documented way (docs/integrations.md): a callback reports the validation loss after
+# each epoch from inside Trainer.fit, and l2optim.selection.Reported makes the function a
+# training function the race pauses between epochs.
+
+RACE_EPOCHS, RACE_ROWS = 4, 64
+
+
+class Regularised(pl.LightningModule):
+    """The MLP at weight decay λ, with a validation step; AdamW under a cosine schedule."""
+
+    def __init__(self, lam: float) -> None:
+        super().__init__()
+        self.net = mlp(0)
+        self.lam = lam
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.mse_loss(self.net(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
+
+    def configure_optimizers(self):
+        optimizer = l2optim.AdamW(l2optim.decay_groups(self.net, self.lam), lr=0.02)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=RACE_EPOCHS)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+
+class ReportValidationLoss(pl.Callback):
+    def __init__(self, report) -> None:
+        self.report = report
+
+    def on_validation_epoch_end(self, trainer, module) -> None:
+        if not trainer.sanity_checking:
+            self.report(float(trainer.callback_metrics["val_loss"]))
+
+
+def lightning_run(lam, train_idx, val_idx, report):
+    """The user's Lightning training of one λ on some rows, reporting after each epoch."""
+    x, y = regression_data(RACE_ROWS)
+    trainer = pl.Trainer(
+        **TRAINER, max_epochs=RACE_EPOCHS, callbacks=[ReportValidationLoss(report)]
+    )
+    trainer.fit(
+        Regularised(lam),
+        DataLoader(TensorDataset(x[train_idx], y[train_idx]), batch_size=16),
+        DataLoader(TensorDataset(x[val_idx], y[val_idx]), batch_size=64),
+    )
+
+
+def test_a_lightning_module_races_lambda_and_its_paused_runs_continue():
+    race = l2optim.select_lambda_fast(
+        l2optim.selection.Reported(lightning_run),
+        n_samples=RACE_ROWS, epochs=RACE_EPOCHS, bounds=(1e-3, 1.0), budget=3,
+    )
+    assert race.run_equivalents <= 3 and 1e-3 <= race.lambda_chosen <= 1.0
+    # A run paused after the first rung and continued scores, after the last rung's
+    # epochs, what one uninterrupted Lightning training scores then: the race continued
+    # its schedule, it did not restart it.
+    final = race.rungs[-1]  # survivors of every rung (refinements trained in one go)
+    assert race.rungs[0].epochs < final.epochs
+    splits = l2optim.kfold_splits(RACE_ROWS, 2, random_state=0)
+    lam = float(final.lambdas[0])
+    for (train_idx, val_idx), score in zip(splits, final.scores[0], strict=True):
+        reported = []
+        lightning_run(lam * race.train_scale, train_idx, val_idx, reported.append)
+        assert score == pytest.approx(reported[final.epochs - 1], rel=1e-6)

@@ -237,3 +237,71 @@ DECAYED_BY_BOTH = {
     "vit": {"vit.embeddings.cls_token", "vit.embeddings.position_embeddings"},
     "torch_transformer": {"layers.0.self_attn.in_proj_weight"},
 }
+
+
+# -- racing λ for a Trainer setup --------------------------------------------------------
+# The documented way (docs/integrations.md): a TrainerCallback reports the evaluation loss
+# after each epoch's evaluation, and l2optim.selection.Reported makes the function a
+# training function the race pauses between epochs.
+
+RACE_EPOCHS, RACE_ROWS = 3, 64
+
+
+class ReportEvalLoss(transformers.TrainerCallback):
+    def __init__(self, report) -> None:
+        self.report = report
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        self.report(metrics["eval_loss"])
+
+
+def trainer_run(lam, train_idx, val_idx, report, output_dir, epochs=RACE_EPOCHS):
+    """The user's Trainer setup for one λ: AdamW from the Trainer's own weight decay
+    rule, a linear schedule, an evaluation every epoch."""
+    data = Sequences(RACE_ROWS)
+    args = transformers.TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=BATCH,
+        num_train_epochs=epochs,
+        weight_decay=lam,
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    transformers.Trainer(
+        model=tiny_bert(),
+        args=args,
+        train_dataset=torch.utils.data.Subset(data, train_idx.tolist()),
+        eval_dataset=torch.utils.data.Subset(data, val_idx.tolist()),
+        optimizer_cls_and_kwargs=(l2optim.AdamW, {"lr": 5e-3}),
+        callbacks=[ReportEvalLoss(report)],
+    ).train()
+
+
+def test_a_trainer_setup_races_lambda_and_its_paused_runs_continue(tmp_path: Path) -> None:
+    def run(lam, train_idx, val_idx, report):
+        trainer_run(lam, train_idx, val_idx, report, tmp_path / f"{lam:.6g}-{val_idx[0]}")
+
+    race = l2optim.select_lambda_fast(
+        l2optim.selection.Reported(run),
+        n_samples=RACE_ROWS, epochs=RACE_EPOCHS, bounds=(1e-3, 1.0), budget=3,
+    )
+    assert race.run_equivalents <= 3 and 1e-3 <= race.lambda_chosen <= 1.0
+    final = race.rungs[-1]  # survivors of every rung (refinements trained in one go)
+    assert race.rungs[0].epochs < final.epochs
+    splits = l2optim.kfold_splits(RACE_ROWS, 2, random_state=0)
+    lam = float(final.lambdas[0])
+    # A run paused after the first rung and continued scores, after the last rung's
+    # epochs, what one uninterrupted training scores then: the race continued its
+    # schedule, it did not restart it.
+    for (train_idx, val_idx), score in zip(splits, final.scores[0], strict=True):
+        reported = []
+        trainer_run(lam * race.train_scale, train_idx, val_idx, reported.append,
+                    tmp_path / "uninterrupted")
+        assert score == pytest.approx(reported[final.epochs - 1], rel=1e-6)
