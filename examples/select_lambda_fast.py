@@ -9,8 +9,9 @@ final model once. :func:`l2optim.select_lambda_fast` races the λ instead, on tw
 folds for a quarter of the epochs; the better ones (a window of the grid leaning to
 larger λ, since weight decay acts late) continue their runs for twice as long, and so
 on, within a budget counted in training runs (5 by default). Each half trains on half
-the rows, at λ scaled by 1.6 (= 0.8 n / 0.5 n, the best λ going as 1/n), so that the
-λ it reports are on 5-fold CV's scale. All runs of a rung train together as one stacked
+the rows, at λ scaled by 1.6^0.5 (1.6 = 0.8 n / 0.5 n: fewer rows want a larger λ,
+and ``scaling_exponent=0.5`` says how much larger), so that the λ it reports are on
+5-fold CV's scale. All runs of a rung train together as one stacked
 model, with the numbers the :class:`~l2optim.FoldTrainer` would give each one. The
 choice, ``lambda_chosen``, is the last rung's best λ moved halfway (in ln λ) to the
 vertex of the parabola through it and its neighbours, where they bracket a minimum.

@@ -31,7 +31,8 @@ def ridge_trainer() -> FoldTrainer:
 
 @pytest.mark.parametrize(
     ("folds", "reference_folds", "train_scale"),
-    # 40 rows: 4 folds train on 30 rows; 2 folds on 20, scaled to 5-fold CV's 32.
+    # 40 rows: 4 folds train on 30 rows; 2 folds on 20, scaled to 5-fold CV's 32 by
+    # ridge's exact 1/n (scaling_exponent=1).
     [(4, None, 1.0), (2, 5, 32 / 20)],
 )
 def test_lambda_agrees_with_ridge_cv_on_the_same_folds(folds, reference_folds, train_scale):
@@ -41,10 +42,12 @@ def test_lambda_agrees_with_ridge_cv_on_the_same_folds(folds, reference_folds, t
         (0.01, 10.0),
         folds=folds,
         reference_folds=reference_folds,
+        scaling_exponent=1.0,
         shuffle=False,
         budget=40,
         se_fraction=se_fraction,
     )
+    assert race.train_scale == pytest.approx(train_scale, rel=1e-12)
     # Budget enough for the last rung to train all 100 epochs, then refine until settled.
     assert race.rungs[-1].epochs == 100 and race.stop == "settled"
     # The same folds, in closed form; the race trains each λ at λ · train_scale.
@@ -88,17 +91,25 @@ def mlp_trainer(**kwargs) -> FoldTrainer:
 
 
 @pytest.mark.parametrize(
-    ("folds", "reference_folds", "train_scale"),
+    ("folds", "reference_folds", "exponent", "train_scale"),
     # 40 rows: 3 folds train on 26 or 27 rows (26.67 on average), 2 folds on 20; 5-fold CV
     # trains on 32, 10-fold CV on 36.
-    [(3, None, 1.0), (3, 5, 32 / (80 / 3)), (2, 5, 32 / 20), (2, 10, 36 / 20)],
+    [
+        (3, None, 1.0, 1.0),
+        (3, 5, 1.0, 32 / (80 / 3)),
+        (2, 5, 1.0, 32 / 20),
+        (2, 10, 1.0, 36 / 20),
+        (2, 5, 0.5, (32 / 20) ** 0.5),
+        (2, 5, 0.0, 1.0),
+    ],
 )
 def test_every_score_is_fold_trainers_score_after_that_many_epochs(
-    folds, reference_folds, train_scale
+    folds, reference_folds, exponent, train_scale
 ):
     trainer = mlp_trainer()
     race = select_lambda_fast(
-        trainer, (1e-3, 10.0), folds=folds, reference_folds=reference_folds, budget=6
+        trainer, (1e-3, 10.0), folds=folds, reference_folds=reference_folds, budget=6,
+        scaling_exponent=exponent,
     )
     assert race.train_scale == pytest.approx(train_scale, rel=1e-12)
     splits = kfold_splits(40, folds)
@@ -122,11 +133,14 @@ def test_a_reference_of_the_races_own_folds_changes_nothing():
 
 def test_default_bounds_are_on_the_reported_scale():
     # Decoupled AdamW at lr 0.01: trained λ must stay below 0.5 / lr = 50. The 2-fold runs
-    # train at 1.6 λ, so the reported bounds are the trainer's divided by 1.6.
+    # train at λ · (32 / 20)^0.5 by default, so the reported bounds are the trainer's
+    # divided by that.
     trainer = mlp_trainer()
     race = select_lambda_fast(trainer, budget=6)
     lo, hi = trainer.default_bounds(20)
-    assert race.bounds == pytest.approx((lo / 1.6, hi / 1.6), rel=1e-12)
+    scale = 1.6**0.5
+    assert race.train_scale == pytest.approx(scale, rel=1e-12)
+    assert race.bounds == pytest.approx((lo / scale, hi / scale), rel=1e-12)
 
 
 def test_the_cost_is_the_steps_counted_over_one_run():
@@ -219,6 +233,7 @@ def test_the_result_shares_the_cv_curve_records_and_plots():
         ({"folds": 1}, ValueError, r"folds must be an integer in \[2, n_samples=40\], got 1"),
         ({"reference_folds": 1}, ValueError, r"reference_folds must be an integer >= 2, got 1"),
         ({"reference_folds": 2.5}, TypeError, r"reference_folds must be an integer >= 2"),
+        ({"scaling_exponent": 2}, ValueError, r"scaling_exponent must be in \[0, 1\], got 2"),
         ({"refit": "yes"}, TypeError, "refit must be True or False, got 'yes'"),
     ],
 )
