@@ -41,6 +41,7 @@ that of full CV, minus 1, over the splits. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import math
 import time
@@ -193,10 +194,13 @@ def full_cv(trainer, problem, splits, seed, stacked=False):
     return search.lambda_min, len(search.evaluations) * fold_steps / run_steps(trainer)
 
 
-def race(trainer, problem, splits, seed, budget, folds=None, pick="lambda_chosen"):
+def race(trainer, problem, splits, seed, budget, folds=None, pick="lambda_chosen", options=None):
     # With ``folds``, the race runs on a k-fold split of its own with that many folds.
-    # ``pick`` names the λ of the result that the final model trains at.
-    options = {} if folds is None else {"folds": folds}
+    # ``pick`` names the λ of the result that the final model trains at; ``options`` are
+    # more arguments of select_lambda_fast (a study of its settings).
+    options = dict(options or {})
+    if folds is not None:
+        options["folds"] = folds
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", l2optim.LambdaAtEdgeWarning)
         found = l2optim.select_lambda_fast(
@@ -259,10 +263,15 @@ def run(
     stacked: bool,
     race_folds: list[int],
     families: set[str],
+    variants: dict[str, dict] | None = None,
 ) -> None:
     methods: dict[str, Callable] = {"full CV": functools.partial(full_cv, stacked=stacked)}
     for budget in budgets:
         methods[f"race {budget:g}"] = functools.partial(race, budget=budget)
+        for label, options in (variants or {}).items():
+            methods[f"race {budget:g} {label}"] = functools.partial(
+                race, budget=budget, options=options
+            )
         methods[f"race {budget:g} min"] = functools.partial(race, budget=budget, pick="lambda_min")
         for folds in race_folds:
             methods[f"race {budget:g}/{folds}f"] = functools.partial(race, budget=budget, folds=folds)
@@ -311,11 +320,11 @@ def print_table(results: dict, done: int) -> None:
     """The mean over the ``done`` splits so far of each method's cost, time and test loss."""
     reference = np.mean(results["full CV"]["loss"])
     print(f"  mean over {done} split{'s' if done > 1 else ''}:")
-    print(f"  {'method':<13}{'runs':>8}{'seconds':>10}{'test loss':>11}{'excess':>9}")
+    print(f"  {'method':<36}{'runs':>8}{'seconds':>10}{'test loss':>11}{'excess':>9}")
     for name, row in results.items():
         loss = np.mean(row["loss"])
         print(
-            f"  {name:<13}{np.mean(row['cost']):8.2f}{np.mean(row['seconds']):10.2f}"
+            f"  {name:<36}{np.mean(row['cost']):8.2f}{np.mean(row['seconds']):10.2f}"
             f"{loss:11.4f}{loss / reference - 1:+9.2%}"
         )
 
@@ -342,6 +351,12 @@ def main() -> None:
         "folds ('race B/5f')",
     )
     parser.add_argument(
+        "--race-variants",
+        default="",
+        help="';'-separated select_lambda_fast settings raced beside the default, each a "
+        "comma-separated list of name=value ('scaling_exponent=0.5;reference_folds=None')",
+    )
+    parser.add_argument(
         "--methods",
         default="race,grid,TPE",
         help="comma-separated methods to set against full CV (always run): race, grid, TPE",
@@ -359,7 +374,12 @@ def main() -> None:
     for name in args.problems.split(","):
         race_folds = [int(f) for f in args.race_folds.split(",") if f]
         splits_run = range(args.first_split, args.first_split + args.splits)
-        run(PROBLEMS[name], splits_run, budgets, args.stacked_reference, race_folds, families)
+        variants = {
+            text: {k: ast.literal_eval(v) for k, v in (i.split("=") for i in text.split(","))}
+            for text in filter(None, args.race_variants.split(";"))
+        }
+        run(PROBLEMS[name], splits_run, budgets, args.stacked_reference, race_folds, families,
+            variants)
 
 
 if __name__ == "__main__":
