@@ -5,7 +5,7 @@ Every function here is pure arithmetic on Python numbers. The conventions:
 * **coupled** λ_c: the gradient becomes g + λ_c·θ (``decoupled_weight_decay=False``);
 * **decoupled** λ: θ ← θ·(1 − s_t·λ) before the base update, s_t set by
   ``weight_decay_scaling`` (``"lr"``: s_t = lr_t; ``"schedule"``: s_t = lr_t/lr_ref;
-  ``"none"``: s_t = 1);
+  ``"corrected"``: s_t = lr_t²/lr_ref; ``"none"``: s_t = 1);
 * **torch's** λ: the decoupled λ with ``"lr"`` scaling, the one ``torch.optim.AdamW`` takes;
 * **the paper's** λ (Loshchilov & Hutter, "Decoupled Weight Decay Regularization",
   ICLR 2019): θ ← θ − η_t·(α·u_t + λ·θ), η_t the schedule multiplier and α the base
@@ -84,7 +84,8 @@ def _coupled_per_decoupled(
     r"""The ratio λ_c/λ = s·(1 − μ) / (lr·(1 − d)), arguments checked.
 
     The learning rate cancels for ``"lr"`` (s = lr) and for ``"schedule"`` with
-    ``lr_ref`` given (s = lr/lr_ref); it is needed otherwise.
+    ``lr_ref`` given (s = lr/lr_ref); it is needed otherwise (``"corrected"``: s =
+    lr²/lr_ref; ``"none"``: s = 1).
     """
     momentum = check_fraction("momentum", momentum)
     dampening = check_fraction("dampening", dampening)
@@ -136,6 +137,7 @@ def coupled_from_decoupled(
       two forms are the same update, step for step;
     * ``"schedule"`` (s = lr/lr_ref): λ_c = λ·(1 − μ)/(lr_ref·(1 − d)); the
       constant lr cancels;
+    * ``"corrected"`` (s = lr²/lr_ref): λ_c = λ·lr·(1 − μ)/(lr_ref·(1 − d));
     * ``"none"`` (s = 1): λ_c = λ·(1 − μ)/(lr·(1 − d)).
 
     Without momentum torch's SGD keeps no buffer and ignores d; so does this function.
@@ -149,14 +151,16 @@ def coupled_from_decoupled(
         weight_decay: the decoupled λ, >= 0.
         lr: the constant learning rate at which the fixed point is reached, > 0. It
             cancels, and may be left out, for ``"lr"``, and for ``"schedule"`` when
-            ``lr_ref`` is given; ``"none"`` needs it.
+            ``lr_ref`` is given; ``"corrected"`` and ``"none"`` need it.
         momentum: μ, in [0, 1).
         dampening: d, in [0, 1); ignored when ``momentum`` is 0, as torch ignores it.
-        weight_decay_scaling: ``"lr"``, ``"schedule"`` or ``"none"``, as for the optimizers.
-        lr_ref: the reference learning rate of ``"schedule"`` (s = lr/lr_ref; no other
-            scaling reads it), the param group's ``lr_ref`` entry in the optimizers: by
-            default the lr the group was created with. > 0; defaults to ``lr``, as when
-            no scheduler changed it.
+        weight_decay_scaling: ``"lr"``, ``"schedule"``, ``"corrected"`` or ``"none"``, as
+            for the optimizers.
+        lr_ref: the reference learning rate of ``"schedule"`` (s = lr/lr_ref) and
+            ``"corrected"`` (s = lr²/lr_ref, lr_ref the schedule's peak); no other scaling
+            reads it. The param group's ``lr_ref`` entry in the optimizers: by default the
+            lr the group was created with. > 0; defaults to ``lr``, as when no scheduler
+            changed it.
         initial_lr: the old name of ``lr_ref``, deprecated (a ``DeprecationWarning``).
 
     Returns:
@@ -190,7 +194,8 @@ def decoupled_from_coupled(
     .. math::
         \lambda = \frac{\lambda_c\,\mathrm{lr}\,(1-d)}{s\,(1-\mu)},
 
-    with s = lr (``"lr"``), lr/lr_ref (``"schedule"``) or 1 (``"none"``).
+    with s = lr (``"lr"``), lr/lr_ref (``"schedule"``), lr²/lr_ref (``"corrected"``) or 1
+    (``"none"``).
 
     Args:
         weight_decay: the coupled λ_c, >= 0.

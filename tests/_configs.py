@@ -61,7 +61,7 @@ IMPLEMENTATIONS: dict[str, dict[str, bool]] = {
     "default": {},
 }
 
-SCALINGS = ("lr", "schedule", "none")
+SCALINGS = ("lr", "schedule", "corrected", "none")
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,12 @@ def reference_run(
                 p = params[i]
                 g = gradient(p, step, i)
                 if decoupled:
-                    s = {"lr": lr, "schedule": lr / initial_lr, "none": 1.0}[scaling]
+                    s = {
+                        "lr": lr,
+                        "schedule": lr / initial_lr,
+                        "corrected": lr * lr / initial_lr,
+                        "none": 1.0,
+                    }[scaling]
                     p = p * (1 - s * weight_decay)
                 params[i] = update(
                     p, g, states[i], step + 1, lr, 0.0 if decoupled else weight_decay, **hyper

@@ -13,7 +13,7 @@ from strategies import regressions, ridge, sgd_affine_map, weight_decays
 
 from l2optim import conversions
 
-SCALINGS = ["lr", "schedule", "none"]
+SCALINGS = ["lr", "schedule", "corrected", "none"]
 positive = st.floats(1e-4, 1e2)
 fractions = st.just(0.0) | st.floats(0.0, 0.99)
 counts = st.integers(1, 10**6)
@@ -160,7 +160,7 @@ def test_fixed_point_of_decoupled_sgd_is_ridge(
     if nesterov:
         dampening = 0.0  # torch's Nesterov requires it
     lr_ref = lr / lr_factor
-    scale = {"lr": lr, "schedule": lr_factor, "none": 1.0}[scaling]
+    scale = {"lr": lr, "schedule": lr_factor, "corrected": lr * lr_factor, "none": 1.0}[scaling]
     weight_decay = min(weight_decay, 0.99 / scale)  # torch refuses a factor 1 − s·λ <= 0
     M, k = sgd_affine_map(problem, lr=lr, shrink=scale * weight_decay, momentum=momentum,
                           dampening=dampening, nesterov=nesterov)
@@ -188,7 +188,7 @@ BAD_INPUT = [
     (conversions.decoupled_from_coupled, (1.0,), {"lr": 0.1, "lr_ref": -1.0},
      "lr_ref must be > 0"),
     (conversions.decoupled_from_coupled, (1.0,), {"lr": 0.1, "weight_decay_scaling": "epoch"},
-     "weight_decay_scaling.*'lr', 'schedule', 'none'"),
+     "weight_decay_scaling.*'lr', 'schedule', 'corrected', 'none'"),
     (conversions.torch_from_paper, (float("nan"),), {"lr": 0.1}, "weight_decay must be finite"),
     (conversions.paper_from_torch, (0.1,), {"lr": float("inf")}, "lr must be finite"),
     (conversions.normalized_weight_decay, (0.1,),

@@ -37,7 +37,8 @@ from l2optim.optimizers._sgd import SGD, SGDW
 from l2optim.optimizers._torch_state import to_torch_state_dict
 from l2optim.optimizers._with_weight_decay import with_weight_decay
 
-#: The values ``weight_decay_scaling`` takes: ``"lr"``, ``"schedule"`` and ``"none"``.
+#: The values ``weight_decay_scaling`` takes: ``"lr"``, ``"schedule"``, ``"corrected"`` and
+#: ``"none"``.
 WEIGHT_DECAY_SCALINGS = _rule.WEIGHT_DECAY_SCALINGS
 
 __all__ = [

@@ -206,16 +206,19 @@ class WeightDecayMixin:
 
     def _plan_group(self, index: int, group: dict[str, Any]) -> GroupStep:
         plan = plan_group(index, group, self._base, LiveFacts(self, group))
-        if plan.scale is not None and group["weight_decay_scaling"] == "schedule":
+        scaling = group["weight_decay_scaling"]
+        if plan.scale is not None and scaling in _rule.SCALINGS_WITH_LR_REF:
             if not torch.compiler.is_compiling():
-                self._warn_if_lr_above_reference(index, group, plan.scale)
+                # s = lr/lr_ref under "schedule"; s/lr is that ratio under "corrected".
+                ratio = plan.scale if scaling == "schedule" else _lr_ratio(group)
+                self._warn_if_lr_above_reference(index, group, ratio)
         return plan
 
-    def _warn_if_lr_above_reference(self, index: int, group: dict[str, Any], scale: Any) -> None:
+    def _warn_if_lr_above_reference(self, index: int, group: dict[str, Any], ratio: Any) -> None:
         warned = self.__dict__.setdefault("_warned_lr_above_reference", set())
         if id(group) in warned:
             return
-        message = _rule.lr_above_reference(index, group, scale)
+        message = _rule.lr_above_reference(index, group, ratio)
         if message is not None:
             warned.add(id(group))
             _compat.warn_in_user_code(message, _rule.LrAboveReferenceWarning)
@@ -352,8 +355,17 @@ def _check_group(index: int, group: dict[str, Any]) -> None:
         group["weight_decay_scaling"], group["decoupled_weight_decay"]
     )
     group.setdefault("lr_ref", _copy_lr(group["lr"]))
-    if group["decoupled_weight_decay"] and group["weight_decay_scaling"] == "schedule":
+    if group["decoupled_weight_decay"] and group["weight_decay_scaling"] in (
+        _rule.SCALINGS_WITH_LR_REF
+    ):
         _rule.check_lr_ref(f"lr_ref in param group {index}", group["lr_ref"])
+
+
+def _lr_ratio(group: dict[str, Any]) -> Any:
+    """lr/lr_ref, or None when a tensor on an accelerator would need a synchronisation."""
+    lr, lr_ref = group["lr"], group["lr_ref"]
+    on_device = [x for x in (lr, lr_ref) if isinstance(x, Tensor) and x.device.type != "cpu"]
+    return None if on_device else float(lr) / float(lr_ref)
 
 
 WEIGHT_DECAY_ARGS = """
@@ -367,7 +379,8 @@ WEIGHT_DECAY_ARGS = """
             (s_t = lr_t, torch's AdamW convention), ``"schedule"`` (s_t = lr_t / lr_ref,
             Loshchilov & Hutter's η_t; ``lr_ref`` is the lr each param group was created
             with, kept in the group and its ``state_dict``; set it in a group to choose
-            another) or ``"none"`` (s_t = 1) (default: ``"lr"``).
+            another), ``"corrected"`` (s_t = lr_t² / lr_ref, Defazio's corrected decay,
+            lr_ref being the schedule's peak) or ``"none"`` (s_t = 1) (default: ``"lr"``).
 """
 
 

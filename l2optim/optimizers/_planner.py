@@ -116,7 +116,8 @@ def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) ->
 
     Raises:
         ValueError: a decoupled decay that would flip the sign of every weight
-            (1 − s·λ ≤ 0), or a ``"schedule"`` group without a usable ``lr_ref``.
+            (1 − s·λ ≤ 0), or a ``"schedule"`` or ``"corrected"`` group without a
+            usable ``lr_ref``.
     """
     weight_decay = group["weight_decay"]
     decays = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
@@ -124,7 +125,7 @@ def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) ->
     factor = scale = None
     if decoupled:
         scaling = group["weight_decay_scaling"]
-        if scaling == "schedule":
+        if scaling in _rule.SCALINGS_WITH_LR_REF:
             _rule.check_lr_ref(f"lr_ref in param group {index}", group.get("lr_ref"))
         scale = _rule.decay_scale(scaling, group["lr"], group.get("lr_ref"))
         factor = _rule.decoupled_factor(scale, weight_decay)
@@ -276,6 +277,8 @@ def _check_factor(index: int, group: Group, factor: Any, scale: Any) -> None:
         "lr": f"s = lr = {_show(group['lr'])}",
         "schedule": f"s = lr / lr_ref = {_show(group['lr'])} / {_show(group['lr_ref'])}"
         f" = {_show(scale)}",
+        "corrected": f"s = lr * lr / lr_ref = {_show(group['lr'])}^2 / "
+        f"{_show(group['lr_ref'])} = {_show(scale)}",
         "none": "s = 1",
     }[scaling]
     _rule.check_decoupled_factor(
@@ -284,7 +287,7 @@ def _check_factor(index: int, group: Group, factor: Any, scale: Any) -> None:
         scale=f"{s}, weight_decay={_show(group['weight_decay'])}, "
         f"weight_decay_scaling={scaling!r}",
         fix=f"lower {'lr or ' if scaling != 'none' else ''}weight_decay"
-        f"{' or raise lr_ref' if scaling == 'schedule' else ''}",
+        f"{' or raise lr_ref' if scaling in _rule.SCALINGS_WITH_LR_REF else ''}",
     )
 
 

@@ -7,10 +7,15 @@ For a parameter p with gradient g, learning rate lr_t and strength λ:
 
 * coupled L2:  g ← g + λ·p, then the base update;
 * decoupled:   p ← p·(1 − s_t·λ), then the base update with g unchanged, where
-  s_t is ``lr_t`` (scaling ``"lr"``), ``lr_t / lr_ref`` (``"schedule"``) or
-  1 (``"none"``). ``lr_ref`` is the group's reference learning rate: the lr it was
-  created with, or what the user set (never torch's ``initial_lr``, which schedulers
-  and frameworks write with meanings of their own).
+  s_t is ``lr_t`` (scaling ``"lr"``), ``lr_t / lr_ref`` (``"schedule"``),
+  ``lr_t² / lr_ref`` (``"corrected"``) or 1 (``"none"``). ``lr_ref`` is the group's
+  reference learning rate: the lr it was created with, or what the user set (never
+  torch's ``initial_lr``, which schedulers and frameworks write with meanings of their
+  own); for ``"corrected"`` it is the schedule's peak γ_max.
+
+``"corrected"`` is Defazio's corrected decay (2025, "AdamC"): λ_t = λ·lr_t/γ_max in
+torch's convention, so the decay per step falls with the square of the lr. At lr = lr_ref
+it decays as ``"lr"`` does; at a constant lr it is ``"lr"`` with λ·lr/lr_ref.
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ __all__ = [
 ]
 
 #: The allowed values of ``weight_decay_scaling``.
-WEIGHT_DECAY_SCALINGS = ("lr", "schedule", "none")
+WEIGHT_DECAY_SCALINGS = ("lr", "schedule", "corrected", "none")
+
+#: The scalings that read the group's ``lr_ref``.
+SCALINGS_WITH_LR_REF = ("schedule", "corrected")
 
 Scalar = float | Tensor
 
@@ -88,24 +96,35 @@ def decay_scale(scaling: str, lr: Scalar, lr_ref: Scalar | None) -> Scalar:
     if scaling == "schedule":
         check_lr_ref("lr_ref", lr_ref)
         return lr / lr_ref
+    if scaling == "corrected":
+        check_lr_ref("lr_ref", lr_ref)
+        return lr * (lr / lr_ref)
     if scaling == "none":
         return 1.0
     check_weight_decay_scaling(scaling, decoupled=True)
     raise AssertionError("unreachable")
 
 
-def lr_above_reference(index: int, group: dict, scale: Scalar) -> str | None:
-    """The warning to give when ``"schedule"``'s s = lr/lr_ref exceeds ``LR_ABOVE_REF_RATIO``.
+def lr_above_reference(index: int, group: dict, ratio: Scalar | None) -> str | None:
+    """The warning to give when lr/lr_ref exceeds ``LR_ABOVE_REF_RATIO`` under a scaling
+    that reads ``lr_ref``.
 
     A scheduler that peaks above the lr the optimizer was built with (OneCycleLR's
-    ``max_lr``, a warm-up to a higher lr) multiplies the decay by s at its peak, silently.
+    ``max_lr``, a warm-up to a higher lr) multiplies the decay at its peak, silently: by
+    lr/lr_ref under ``"schedule"``, by its square under ``"corrected"``.
     """
-    if isinstance(scale, Tensor):
-        if scale.device.type != "cpu":
+    if isinstance(ratio, Tensor):
+        if ratio.device.type != "cpu":
             return None  # reading it would cost a synchronisation
-        scale = float(scale)
-    if not scale > LR_ABOVE_REF_RATIO:
+        ratio = float(ratio)
+    if ratio is None or not ratio > LR_ABOVE_REF_RATIO:
         return None
+    scaling = group["weight_decay_scaling"]
+    per_step, times = (
+        ("(lr / lr_ref) * weight_decay", ratio)
+        if scaling == "schedule"
+        else ("lr * (lr / lr_ref) * weight_decay", ratio**2)
+    )
     peak = group.get("max_lr")  # OneCycleLR declares its peak in the group
     fix = (
         f"set param_group['lr_ref'] = param_group['max_lr'] = {float(peak):.6g} (the peak "
@@ -114,26 +133,29 @@ def lr_above_reference(index: int, group: dict, scale: Scalar) -> str | None:
         else "set param_group['lr_ref'] to the peak of the schedule"
     )
     return (
-        f"param group {index}: lr = {float(group['lr']):.6g} is {scale:.3g} times its "
-        f"lr_ref = {float(group['lr_ref']):.6g}. With weight_decay_scaling='schedule' each step "
-        f"decays the weights by (lr / lr_ref) * weight_decay, here {scale:.3g} times the "
-        f"weight_decay = {float(group['weight_decay']):.6g} you set. lr_ref is the lr the group "
-        f"was created with; if weight_decay was meant at the schedule's peak, {fix}. "
+        f"param group {index}: lr = {float(group['lr']):.6g} is {ratio:.3g} times its "
+        f"lr_ref = {float(group['lr_ref']):.6g}. With weight_decay_scaling={scaling!r} each "
+        f"step decays the weights by {per_step}, here {times:.3g} times the decay at "
+        f"lr = lr_ref that the weight_decay = {float(group['weight_decay']):.6g} you set "
+        f"gives. lr_ref is the lr the group was created with; if weight_decay was meant at "
+        f"the schedule's peak, {fix}. "
         "Warned once per param group."
     )
 
 
 def check_lr_ref(where: str, lr_ref: Scalar | None) -> None:
-    """Raise ``ValueError`` unless the reference lr of ``"schedule"`` is a finite number > 0."""
+    """Raise ``ValueError`` unless the reference lr of ``"schedule"`` and ``"corrected"``
+    is a finite number > 0."""
     value = float(lr_ref) if isinstance(lr_ref, Tensor) and lr_ref.device.type == "cpu" else lr_ref
     if isinstance(value, Tensor):
         return  # on an accelerator: checking would cost a synchronisation
     if value is None or not isinstance(value, int | float) or not (0 < value < math.inf):
         raise ValueError(
             f"Invalid {where} value: {lr_ref!r} (must be a finite number > 0). "
-            "weight_decay_scaling='schedule' decays by s = lr / lr_ref, lr_ref being the lr "
-            "the param group was created with; set param_group['lr_ref'] to the learning "
-            "rate at which the decay should be weight_decay per unit of lr"
+            "weight_decay_scaling='schedule' decays by s = lr / lr_ref and 'corrected' by "
+            "s = lr * lr / lr_ref, lr_ref being the lr the param group was created with; set "
+            "param_group['lr_ref'] to the learning rate at which the decay should be "
+            "weight_decay per unit of lr (the schedule's peak)"
         )
 
 

@@ -133,12 +133,22 @@ def _base_of_saved(saved: Mapping[str, Any]) -> type[torch.optim.Optimizer]:
 
 
 def per_unit_lr(index: int, group: dict[str, Any], approximate: bool) -> float:
-    """λ·s/lr: a constant for "lr" and "schedule", today's value only for "none"."""
+    """λ·s/lr: a constant for "lr" and "schedule", today's value only for "corrected" and
+    "none"."""
     scaling, weight_decay = group["weight_decay_scaling"], value(group["weight_decay"])
     if scaling == "lr":
         return weight_decay
     if scaling == "schedule":
         return weight_decay / value(group["lr_ref"])
+    if scaling == "corrected":
+        refuse_unless(
+            approximate,
+            index,
+            "weight_decay_scaling='corrected' decays by weight_decay * lr**2 / lr_ref per "
+            "step, which torch's classes cannot; approximate=True gives "
+            "weight_decay * lr / lr_ref at today's lr",
+        )
+        return weight_decay * value(group["lr"]) / value(group["lr_ref"])
     refuse_unless(
         approximate,
         index,

@@ -118,7 +118,8 @@ CLASSES = [
     ("RMSprop", {"lr": 0.01, "weight_decay": 0.05}),
     ("RMSpropW", {"lr": 0.01, "weight_decay": 0.05, "momentum": 0.5}),
     # Updates that run in l2optim's own one-pass step rather than in torch's.
-    ("SGDW", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.05, "fused": True}),
+    ("SGDW", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.05, "fused": True,
+              "weight_decay_scaling": "corrected"}),
     ("RMSprop", {"lr": 0.01, "weight_decay": 0.05, "fused": True}),
     ("AdagradW", {"lr": 0.05, "weight_decay": 0.05, "decoupled_weight_decay": True}),
 ]

@@ -364,13 +364,13 @@ def test_negative_or_nan_decay_names_it(name: str, weight_decay: float) -> None:
 @pytest.mark.parametrize("name", CLASSES)
 def test_unknown_scaling_lists_allowed_values(name: str) -> None:
     cls = CLASSES[name][0]
-    with pytest.raises(ValueError, match="weight_decay_scaling.*'lr', 'schedule', 'none'"):
+    with pytest.raises(ValueError, match="weight_decay_scaling.*'lr', 'schedule', 'corrected', 'none'"):
         cls(
             [nn.Parameter(torch.zeros(2))],
             decoupled_weight_decay=True,
             weight_decay_scaling="epoch",
         )
-    with pytest.raises(ValueError, match="'lr', 'schedule', 'none'"):
+    with pytest.raises(ValueError, match="'lr', 'schedule', 'corrected', 'none'"):
         cls(
             [{"params": [nn.Parameter(torch.zeros(2))], "weight_decay_scaling": "epoch"}],
             decoupled_weight_decay=True,
@@ -594,18 +594,29 @@ def _one_cycle_run(scaling: str, *, lr_ref: float | None = None, steps: int = 40
     return [w for w in caught if issubclass(w.category, l2optim.LrAboveReferenceWarning)]
 
 
-def test_schedule_scaling_warns_once_per_group_when_the_lr_rises_above_lr_ref():
-    caught = _one_cycle_run("schedule")
+@pytest.mark.parametrize(
+    ("scaling", "per_step"),
+    [("schedule", "(lr / lr_ref) * weight_decay"), ("corrected", "lr * (lr / lr_ref) * weight_decay")],
+)
+def test_scalings_with_lr_ref_warn_once_per_group_when_the_lr_rises_above_it(scaling, per_step):
+    caught = _one_cycle_run(scaling)
     # Only the decayed group decays; it is warned once, at the step that crossed 2·lr_ref.
     assert len(caught) == 1
     message = str(caught[0].message)
+    lr = float(message.split("lr = ")[1].split(" ")[0])
     assert message.startswith("param group 0: lr = 0.002")
+    ratio = lr / 1e-3
+    # "corrected" decays by (lr/lr_ref)² times its decay at lr_ref.
+    times = ratio if scaling == "schedule" else ratio**2
+    assert f"decays the weights by {per_step}, here {times:.3g} times" in message
     assert "lr_ref = 0.001" in message and "weight_decay = 0.05" in message
     assert "param_group['lr_ref'] = param_group['max_lr'] = 0.01" in message
     assert caught[0].filename == __file__  # the user's opt.step(), not l2optim's internals
 
 
-@pytest.mark.parametrize(("scaling", "lr_ref"), [("schedule", 1e-2), ("lr", None), ("none", None)])
+@pytest.mark.parametrize(
+    ("scaling", "lr_ref"), [("schedule", 1e-2), ("corrected", 1e-2), ("lr", None), ("none", None)]
+)
 def test_no_lr_ref_warning_where_the_decay_is_what_was_asked(scaling, lr_ref):
     # lr_ref at the peak, or a scaling that does not read lr_ref.
     assert _one_cycle_run(scaling, lr_ref=lr_ref) == []

@@ -154,7 +154,7 @@ def test_scaling_values() -> None:
     for scaling in _rule.WEIGHT_DECAY_SCALINGS:
         _rule.check_weight_decay_scaling(scaling, decoupled=True)
     _rule.check_weight_decay_scaling("lr", decoupled=False)
-    with pytest.raises(ValueError, match="allowed values are 'lr', 'schedule', 'none'"):
+    with pytest.raises(ValueError, match="allowed values are 'lr', 'schedule', 'corrected', 'none'"):
         _rule.check_weight_decay_scaling("step", decoupled=True)
     with pytest.raises(ValueError, match="needs decoupled_weight_decay=True"):
         _rule.check_weight_decay_scaling("none", decoupled=False)

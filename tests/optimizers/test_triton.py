@@ -808,6 +808,7 @@ CLASS_MODES = [
     ("SGDW", {"momentum": 0.9, "dampening": 0.2, "weight_decay_scaling": "schedule"}, True),
     ("Adam", {"amsgrad": True}, False),
     ("AdamW", {"maximize": True}, True),
+    ("AdamW", {"weight_decay_scaling": "corrected"}, True),
     ("RMSprop", {"centered": True, "momentum": 0.5}, False),
     ("RMSpropW", {"momentum": 0.5, "weight_decay_scaling": "none"}, True),
 ]

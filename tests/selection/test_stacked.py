@@ -47,6 +47,7 @@ CONFIGS = [
     (l2optim.Adam, {"lr": 0.01}),
     (l2optim.AdamW, {"lr": 0.01, "amsgrad": True, "betas": (0.8, 0.99)}),
     (l2optim.AdamW, {"lr": 0.01, "weight_decay_scaling": "none"}),
+    (l2optim.AdamW, {"lr": 0.01, "weight_decay_scaling": "corrected"}),
     (l2optim.RMSprop, {"lr": 0.003, "momentum": 0.5, "centered": True}),
     (l2optim.RMSpropW, {"lr": 0.003}),
     (torch.optim.AdamW, {"lr": 0.01}),
@@ -230,3 +231,6 @@ def test_the_update_rule_reads_the_class_defaults():
     schedule = update_rule(l2optim.SGDW, {"lr": 0.1, "weight_decay_scaling": "schedule"})
     assert schedule.scale == 1.0  # lr_t / lr_ref with a constant lr
     assert update_rule(l2optim.SGDW, {"lr": 0.1}).scale == 0.1
+    # lr · lr / lr_ref, lr_ref being the lr the class was built with.
+    corrected = update_rule(l2optim.AdamW, {"lr": 0.1, "weight_decay_scaling": "corrected"})
+    assert corrected.scale == pytest.approx(0.1)
