@@ -8,8 +8,8 @@ base update (``_implementation``: torch's loop, foreach or fused kernels; ``_com
 one-pass updates; ``_triton`` kernels). Then one module per family, holding what is
 particular to it: its record for the planner, its classes, its one-pass updates, the way
 back to its torch.optim checkpoint and its base update on tensor lists (``_sgd``,
-``_adam``, ``_rmsprop``); and ``with_weight_decay`` for any other optimizer, the param
-groups (``_groups``), the checkpoint translation (``_torch_state``) and the base updates'
+``_adam``, ``_rmsprop``); and ``with_weight_decay`` for any other optimizer, weight
+decay on a schedule (``_decay_schedule``), the param groups (``_groups``), the checkpoint translation (``_torch_state``) and the base updates'
 registry (``_functional``).
 
 The rest of the package uses the names exported here only: besides the classes, the
@@ -21,6 +21,11 @@ from __future__ import annotations
 
 from l2optim.optimizers import _rule
 from l2optim.optimizers._adam import Adam, AdamW
+from l2optim.optimizers._decay_schedule import (
+    CosineWeightDecay,
+    LambdaWeightDecay,
+    WeightDecayScheduler,
+)
 from l2optim.optimizers._functional import FunctionalUpdate, functional_update
 from l2optim.optimizers._groups import decay_groups
 from l2optim.optimizers._rmsprop import RMSprop, RMSpropW
@@ -47,7 +52,9 @@ __all__ = [
     "WEIGHT_DECAY_SCALINGS",
     "Adam",
     "AdamW",
+    "CosineWeightDecay",
     "FunctionalUpdate",
+    "LambdaWeightDecay",
     "LrAboveReferenceWarning",
     "RMSprop",
     "RMSpropW",
@@ -60,5 +67,6 @@ __all__ = [
     "functional_update",
     "shrink",
     "to_torch_state_dict",
+    "WeightDecayScheduler",
     "with_weight_decay",
 ]

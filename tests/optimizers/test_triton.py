@@ -814,8 +814,16 @@ CLASS_MODES = [
 ]
 
 
-def _class_run(name: str, hyper: dict, steps: int, skips: tuple[bool, ...] = (), **impl):
-    """``steps`` steps under a schedule; the steps ``skips`` marks overflow under GradScaler."""
+def _class_run(
+    name: str,
+    hyper: dict,
+    steps: int,
+    skips: tuple[bool, ...] = (),
+    decay_schedule: bool = False,
+    **impl,
+):
+    """``steps`` steps under a schedule (of λ too with ``decay_schedule``); the steps
+    ``skips`` marks overflow under GradScaler."""
     import l2optim
 
     generator = torch.Generator().manual_seed(0)
@@ -825,6 +833,10 @@ def _class_run(name: str, hyper: dict, steps: int, skips: tuple[bool, ...] = (),
     ]
     optimizer = getattr(l2optim, name)(params, lr=0.01, weight_decay=0.1, **hyper, **impl)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.7)
+    if decay_schedule:
+        scheduler = torch.optim.lr_scheduler.ChainedScheduler(
+            [scheduler, l2optim.CosineWeightDecay(optimizer, 0.4, total_steps=3)]
+        )
     scaler = torch.amp.GradScaler(DEVICE, init_scale=2.0**8) if skips else None
     if scaler is not None:
         scaler.scale(torch.zeros((), device=DEVICE))
@@ -858,6 +870,19 @@ def test_fused_classes_run_the_kernel_when_switched_on(name, hyper, decoupled, m
     assert_same(ours, reference, rtol=1e-5, atol=1e-6)
     for p, r in zip(ours, reference, strict=True):
         assert optimizer.state[p].keys() == ref_optimizer.state[r].keys()
+
+
+@pytest.mark.parametrize(("name", "hyper", "decoupled"), CLASS_MODES[1::2], ids=lambda v: str(v))
+def test_kernel_classes_follow_a_weight_decay_schedule(name, hyper, decoupled, monkeypatch):
+    monkeypatch.setenv("L2OPTIM_TRITON_KERNELS", "1")
+    before = sum(_tables.launches.values())
+    ours, _ = _class_run(name, hyper, 4, decay_schedule=True, fused=True)
+    assert sum(_tables.launches.values()) > before
+    monkeypatch.delenv("L2OPTIM_TRITON_KERNELS")
+    reference, _ = _class_run(name, hyper, 4, decay_schedule=True, foreach=False)
+    unscheduled, _ = _class_run(name, hyper, 4, foreach=False)
+    assert_same(ours, reference, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(reference[0], unscheduled[0], rtol=1e-4, atol=0)
 
 
 @pytest.mark.parametrize(("name", "hyper", "decoupled"), CLASS_MODES[::2], ids=lambda v: str(v))
