@@ -38,12 +38,14 @@ from l2optim.optimizers import check_weight_decay_scaling, decay_scale
 
 __all__ = [
     "Timescale",
+    "TrainingRun",
     "adamw_timescale",
     "coupled_from_decoupled",
     "decoupled_from_coupled",
     "normalized_weight_decay",
     "paper_from_torch",
     "torch_from_paper",
+    "transfer_weight_decay",
     "weight_decay_from_normalized",
     "weight_decay_from_timescale",
 ]
@@ -400,3 +402,104 @@ def weight_decay_from_timescale(
     else:
         tau = check_positive("iterations", iterations)
     return 1 / (check_positive("lr", lr) * tau)
+
+
+# -- moving λ to another run at the same time scale ------------------------------------------
+
+# What transfer_weight_decay keeps fixed.
+_TRANSFER_KEEPS = ("epochs", "iterations", "run_fraction")
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One training setup, each quantity named with its unit.
+
+    Attributes:
+        lr: η, the (peak) learning rate, > 0.
+        batch_size: b, samples per optimizer step, an integer in [1, n_samples].
+        n_samples: N, training samples, an integer ≥ 1.
+        steps: T, optimizer steps of the whole run, an integer ≥ 1.
+
+    Only ``lr`` is always needed; :func:`transfer_weight_decay` says which others its
+    ``keep`` reads.
+    """
+
+    lr: float
+    batch_size: int | None = None
+    n_samples: int | None = None
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("lr", self.lr)
+        if self.n_samples is not None:
+            check_count("n_samples", self.n_samples)
+        if self.batch_size is not None:
+            high = None if self.n_samples is None else int(self.n_samples)
+            check_count("batch_size", self.batch_size, high=high, high_name="n_samples")
+        if self.steps is not None:
+            check_count("steps", self.steps)
+
+
+def transfer_weight_decay(
+    weight_decay: float, *, source: TrainingRun, target: TrainingRun, keep: str = "epochs"
+) -> float:
+    r"""Torch's λ for ``target`` that keeps the time scale λ had in ``source``.
+
+    With torch's convention (decoupled, ``weight_decay_scaling="lr"``: θ ← (1 − η·λ)·θ − …)
+    the weights average the updates over τ_iter = 1/(η·λ) steps
+    (:func:`adamw_timescale`). Keeping
+
+    * ``"epochs"``: τ_epoch = τ_iter·b/N, passes over the data (Wang & Aitchison 2024,
+      "How to set AdamW's weight decay as you scale model and dataset size", find the
+      best τ_epoch nearly constant as models and data grow):
+      λ' = λ·(η/η')·(b'/b)·(N/N');
+    * ``"iterations"``: τ_iter, steps: λ' = λ·η/η';
+    * ``"run_fraction"``: τ_iter/T, the share of the run the average spans:
+      λ' = λ·(η/η')·(T/T').
+
+    Args:
+        weight_decay: λ in ``source``, torch's (``torch.optim.AdamW``'s ``weight_decay``,
+            l2optim's decoupled λ with the ``"lr"`` scaling), ≥ 0. For ``"schedule"``'s
+            λ, multiply by lr_ref first (:func:`torch_from_paper`).
+        source, target: the two :class:`TrainingRun`; ``"epochs"`` reads ``lr``,
+            ``batch_size`` and ``n_samples`` of both, ``"run_fraction"`` ``lr`` and
+            ``steps``, ``"iterations"`` ``lr`` only.
+        keep: ``"epochs"``, ``"iterations"`` or ``"run_fraction"``.
+
+    Returns:
+        λ' for ``target``, in the same convention.
+
+    Examples:
+        >>> from l2optim.conversions import TrainingRun, transfer_weight_decay
+        >>> small = TrainingRun(lr=1e-3, batch_size=256, n_samples=50_000)
+        >>> large = TrainingRun(lr=1e-3, batch_size=256, n_samples=500_000)
+        >>> round(transfer_weight_decay(0.1, source=small, target=large), 6)  # 10× the data
+        0.01
+    """
+    decay = check_non_negative("weight_decay", weight_decay)
+    if keep not in _TRANSFER_KEEPS:
+        raise ValueError(
+            f"keep must be one of {', '.join(repr(k) for k in _TRANSFER_KEEPS)}, got {keep!r}"
+        )
+    for name, run in (("source", source), ("target", target)):
+        if not isinstance(run, TrainingRun):
+            raise TypeError(f"{name} must be a TrainingRun, got {type(run).__name__}")
+    ratio = source.lr / target.lr
+    if keep == "epochs":
+        needed = ("batch_size", "n_samples")
+        (batch, n), (batch_to, n_to) = _read(source, needed, keep), _read(target, needed, keep)
+        ratio *= (batch_to / batch) * (n / n_to)
+    elif keep == "run_fraction":
+        (steps,), (steps_to,) = _read(source, ("steps",), keep), _read(target, ("steps",), keep)
+        ratio *= steps / steps_to
+    return decay * ratio
+
+
+def _read(run: TrainingRun, names: tuple[str, ...], keep: str) -> list[int]:
+    missing = [name for name in names if getattr(run, name) is None]
+    if missing:
+        raise TypeError(
+            f"keep={keep!r} needs {' and '.join(names)} of both runs; {run} has no "
+            f"{' or '.join(missing)}"
+        )
+    return [int(getattr(run, name)) for name in names]

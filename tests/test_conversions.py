@@ -280,3 +280,59 @@ def test_timescale_names_its_units():
         conversions.weight_decay_from_timescale(lr=1e-3, iterations=1e4, epochs=3.0)
     with pytest.raises(TypeError, match="epochs needs batch_size and n_samples"):
         conversions.weight_decay_from_timescale(lr=1e-3, epochs=3.0)
+
+
+# -- moving λ to another run at the same time scale --------------------------------------
+
+
+@st.composite
+def training_runs(draw: st.DrawFn) -> conversions.TrainingRun:
+    batch = draw(batches())
+    return conversions.TrainingRun(lr=draw(positive), steps=draw(counts), **batch)
+
+
+@settings(max_examples=examples(100))
+@given(weight_decay=positive, source=training_runs(), target=training_runs())
+def test_transfer_keeps_the_timescale_it_names(weight_decay, source, target):
+    def timescale(lam, run):
+        return conversions.adamw_timescale(
+            lam, lr=run.lr, batch_size=run.batch_size, n_samples=run.n_samples
+        )
+
+    moved = conversions.transfer_weight_decay(weight_decay, source=source, target=target)
+    assert timescale(moved, target).epochs == pytest.approx(
+        timescale(weight_decay, source).epochs, rel=1e-12
+    )
+    moved = conversions.transfer_weight_decay(
+        weight_decay, source=source, target=target, keep="iterations"
+    )
+    assert timescale(moved, target).iterations == pytest.approx(
+        timescale(weight_decay, source).iterations, rel=1e-12
+    )
+    moved = conversions.transfer_weight_decay(
+        weight_decay, source=source, target=target, keep="run_fraction"
+    )
+    assert timescale(moved, target).iterations / target.steps == pytest.approx(
+        timescale(weight_decay, source).iterations / source.steps, rel=1e-12
+    )
+    # And back.
+    back = conversions.transfer_weight_decay(moved, source=target, target=source, keep="run_fraction")
+    assert back == pytest.approx(weight_decay, rel=1e-12)
+
+
+def test_transfer_refuses_what_it_cannot_read():
+    bare = conversions.TrainingRun(lr=1e-3)
+    full = conversions.TrainingRun(lr=1e-3, batch_size=32, n_samples=1000, steps=500)
+    with pytest.raises(TypeError, match="keep='epochs' needs batch_size and n_samples of both"):
+        conversions.transfer_weight_decay(0.1, source=full, target=bare)
+    with pytest.raises(TypeError, match="keep='run_fraction' needs steps of both"):
+        conversions.transfer_weight_decay(0.1, source=bare, target=full, keep="run_fraction")
+    with pytest.raises(ValueError, match="keep must be one of 'epochs', 'iterations', 'run_fraction', got 'steps'"):
+        conversions.transfer_weight_decay(0.1, source=full, target=full, keep="steps")
+    with pytest.raises(TypeError, match="target must be a TrainingRun, got dict"):
+        conversions.transfer_weight_decay(0.1, source=full, target={"lr": 1e-3})
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        conversions.TrainingRun(lr=0.0)
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, n_samples=10\], got 20"):
+        conversions.TrainingRun(lr=1e-3, batch_size=20, n_samples=10)
+    assert conversions.transfer_weight_decay(0.1, source=bare, target=bare, keep="iterations") == 0.1
