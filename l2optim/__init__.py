@@ -28,6 +28,7 @@ from l2optim.optimizers import (
     RMSpropW,
     WeightDecayScheduler,
     decay_groups,
+    muon_groups,
     to_torch_state_dict,
     with_weight_decay,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "conversions",
     "data",
     "decay_groups",
+    "muon_groups",
     "ridge_cv",
     "select_lambda",
     "select_lambda_fast",

@@ -9,8 +9,9 @@ one-pass updates; ``_triton`` kernels). Then one module per family, holding what
 particular to it: its record for the planner, its classes, its one-pass updates, the way
 back to its torch.optim checkpoint and its base update on tensor lists (``_sgd``,
 ``_adam``, ``_rmsprop``); and ``with_weight_decay`` for any other optimizer, weight
-decay on a schedule (``_decay_schedule``), the param groups (``_groups``), the checkpoint translation (``_torch_state``) and the base updates'
-registry (``_functional``).
+decay on a schedule (``_decay_schedule``), the param groups (``_groups``, and
+``_muon``'s split for Muon), the checkpoint translation (``_torch_state``) and the base
+updates' registry (``_functional``).
 
 The rest of the package uses the names exported here only: besides the classes, the
 decay rule and the families' base updates, for code that applies them outside an
@@ -28,6 +29,7 @@ from l2optim.optimizers._decay_schedule import (
 )
 from l2optim.optimizers._functional import FunctionalUpdate, functional_update
 from l2optim.optimizers._groups import decay_groups
+from l2optim.optimizers._muon import muon_groups
 from l2optim.optimizers._rmsprop import RMSprop, RMSpropW
 from l2optim.optimizers._rule import (
     LrAboveReferenceWarning,
@@ -65,6 +67,7 @@ __all__ = [
     "decay_scale",
     "decoupled_factor",
     "functional_update",
+    "muon_groups",
     "shrink",
     "to_torch_state_dict",
     "WeightDecayScheduler",

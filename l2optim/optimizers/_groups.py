@@ -24,7 +24,14 @@ from torch import nn
 from l2optim import _compat
 from l2optim.optimizers import _rule
 
-__all__ = ["decay_groups", "is_normalization"]
+__all__ = [
+    "EMBEDDING_TYPES",
+    "clean_name",
+    "decay_groups",
+    "is_normalization",
+    "unwrapped",
+    "warn_unmatched",
+]
 
 # Every normalisation layer torch ships; user layers are recognised by class name too.
 _NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
@@ -38,7 +45,7 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = tuple(
     )
     if t is not None
 )
-_EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
+EMBEDDING_TYPES = (nn.Embedding, nn.EmbeddingBag)
 # Wrappers that put their own component in every parameter name: torch.compile's
 # ``_orig_mod``, FSDP's and activation checkpointing's wrapped modules.
 _WRAPPER_COMPONENTS = frozenset(
@@ -108,7 +115,7 @@ def decay_groups(
             f"{weight_decay!r}), not decay_groups(model.parameters(), ...)"
         )
     _rule.check_weight_decay("weight_decay", weight_decay)
-    model = _unwrapped(model)
+    model = unwrapped(model)
     patterns = [exclude] if isinstance(exclude, str) else list(exclude)
     own = list(model.no_weight_decay()) if use_no_weight_decay and _has_own_list(model) else []
     matched: set[str] = set()
@@ -117,12 +124,12 @@ def decay_groups(
     exempt: set[int] = set()
     for module_name, module in model.named_modules(remove_duplicate=False):
         module_exempt = is_normalization(module) or (
-            not decay_embeddings and isinstance(module, _EMBEDDING_TYPES)
+            not decay_embeddings and isinstance(module, EMBEDDING_TYPES)
         )
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad:
                 continue
-            qualified = _clean_name(f"{module_name}.{name}" if module_name else name)
+            qualified = clean_name(f"{module_name}.{name}" if module_name else name)
             order.setdefault(id(param), param)
             names.setdefault(id(param), qualified)
             hits = {p for p in patterns if fnmatch.fnmatchcase(qualified, p)}
@@ -135,7 +142,9 @@ def decay_groups(
                 or any(fnmatch.fnmatchcase(qualified, p) for p in own)
             ):
                 exempt.add(id(param))
-    _warn_unmatched([p for p in patterns if p not in matched], list(names.values()))
+    warn_unmatched(
+        "decay_groups: exclude", [p for p in patterns if p not in matched], list(names.values())
+    )
     groups = []
     for decays, value in ((True, weight_decay), (False, 0.0)):
         keys = [key for key in order if (key not in exempt) == decays]
@@ -155,7 +164,7 @@ def _is_bias(module: nn.Module, name: str) -> bool:
     return name == "bias" or (type(module).__module__.startswith("torch.nn") and "bias" in name)
 
 
-def _unwrapped(model: nn.Module) -> nn.Module:
+def unwrapped(model: nn.Module) -> nn.Module:
     """The model a data-parallel or compiled wrapper holds."""
     while True:
         if isinstance(model, _DATA_PARALLEL):
@@ -166,7 +175,7 @@ def _unwrapped(model: nn.Module) -> nn.Module:
             return model
 
 
-def _clean_name(name: str) -> str:
+def clean_name(name: str) -> str:
     return ".".join(part for part in name.split(".") if part not in _WRAPPER_COMPONENTS)
 
 
@@ -174,10 +183,11 @@ def _has_own_list(model: nn.Module) -> bool:
     return callable(getattr(model, "no_weight_decay", None))
 
 
-def _warn_unmatched(patterns: list[str], names: list[str]) -> None:
+def warn_unmatched(what: str, patterns: list[str], names: list[str]) -> None:
+    """Warn of each pattern (of the argument ``what`` names) that matched no parameter."""
     for pattern in patterns:
         warnings.warn(
-            f"decay_groups: exclude pattern {pattern!r} matches no trainable parameter; "
+            f"{what} pattern {pattern!r} matches no trainable parameter; "
             f"the names look like {', '.join(repr(n) for n in names[:4])}"
             f"{', ...' if len(names) > 4 else ''}",
             UserWarning,
