@@ -80,8 +80,11 @@ class Adam(WeightDecayMixin, torch.optim.Adam):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
         weight_decay_scaling: str = "lr",
+        cautious_weight_decay: bool = False,
     ) -> None:
-        self._prepare_weight_decay(weight_decay, decoupled_weight_decay, weight_decay_scaling)
+        self._prepare_weight_decay(
+            weight_decay, decoupled_weight_decay, weight_decay_scaling, cautious_weight_decay
+        )
         # Called by name: AdamW's MRO puts torch.optim.AdamW next, whose signature
         # lacks decoupled_weight_decay.
         torch.optim.Adam.__init__(
@@ -145,6 +148,7 @@ class AdamW(Adam, torch.optim.AdamW):
         fused: bool | None = None,
         decoupled_weight_decay: bool = True,
         weight_decay_scaling: str = "lr",
+        cautious_weight_decay: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -160,6 +164,7 @@ class AdamW(Adam, torch.optim.AdamW):
             fused=fused,
             decoupled_weight_decay=decoupled_weight_decay,
             weight_decay_scaling=weight_decay_scaling,
+            cautious_weight_decay=cautious_weight_decay,
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -82,15 +82,21 @@ class WeightDecayMixin:
     # -- construction -------------------------------------------------------------
 
     def _prepare_weight_decay(
-        self, weight_decay: Any, decoupled_weight_decay: bool, weight_decay_scaling: str
+        self,
+        weight_decay: Any,
+        decoupled_weight_decay: bool,
+        weight_decay_scaling: str,
+        cautious_weight_decay: bool = False,
     ) -> None:
         # torch rejects a negative λ itself, with its own message; NaN slips through it.
         if isinstance(weight_decay, float) and math.isnan(weight_decay):
             _rule.check_weight_decay("weight_decay", weight_decay)
         _rule.check_weight_decay_scaling(weight_decay_scaling, decoupled_weight_decay)
+        _rule.check_cautious("cautious_weight_decay", cautious_weight_decay, decoupled_weight_decay)
         self._weight_decay_defaults = {
             "decoupled_weight_decay": bool(decoupled_weight_decay),
             "weight_decay_scaling": weight_decay_scaling,
+            "cautious_weight_decay": bool(cautious_weight_decay),
         }
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -113,9 +119,10 @@ class WeightDecayMixin:
         # A checkpoint from the torch.optim class (or an older l2optim) lacks our entries.
         self.defaults.setdefault("decoupled_weight_decay", False)
         self.defaults.setdefault("weight_decay_scaling", "lr")
+        self.defaults.setdefault("cautious_weight_decay", False)
         for group in self.param_groups:
-            group.setdefault("decoupled_weight_decay", self.defaults["decoupled_weight_decay"])
-            group.setdefault("weight_decay_scaling", self.defaults["weight_decay_scaling"])
+            for key in ("decoupled_weight_decay", "weight_decay_scaling", "cautious_weight_decay"):
+                group.setdefault(key, self.defaults[key])
             if "lr_ref" not in group:
                 # An older l2optim kept its reference in initial_lr; a scheduler writes
                 # the lr it started from there. Either is a better guess than today's lr.
@@ -150,6 +157,8 @@ class WeightDecayMixin:
         # Each part runs only where a group has work for it: on a small model every
         # Python call counts.
         swapped = self._show_coupled_decay(step, grad_scale) if step.coupled else ()
+        # Cautious decay compares the weights before and after the base update.
+        before = self._weights_before(step) if step.cautious else ()
         try:
             for group, view, _ in step.views:
                 group.update(view)
@@ -169,6 +178,9 @@ class WeightDecayMixin:
                 _compat.restore_capturable(groups, capturable, [g for g, _, _ in step.views])
             for p, grad in swapped:
                 p.grad = grad
+        if step.cautious:
+            # After the groups hold their own entries again: λ is the group's, not the view's.
+            self._apply_cautious_decay(step, before, found_inf)
         for i in step.own:
             self._own_update(groups[i], step.plans[i].factor)
         return loss
@@ -320,6 +332,23 @@ class WeightDecayMixin:
             params = _rule.with_grad(self.param_groups[i]["params"])
             _rule.shrink(params, plan.factor, found_inf=found_inf, foreach=plan.decay_foreach)
 
+    def _weights_before(self, step: StepPlan) -> list[list[Tensor]]:
+        with torch.no_grad():
+            return [
+                [p.detach().clone() for p in _rule.with_grad(self.param_groups[i]["params"])]
+                for i in step.cautious
+            ]
+
+    def _apply_cautious_decay(
+        self, step: StepPlan, before: list[list[Tensor]], found_inf: Tensor | None
+    ) -> None:
+        with torch.no_grad():
+            for i, weights in zip(step.cautious, before, strict=True):
+                group, plan = self.param_groups[i], step.plans[i]
+                params = _rule.with_grad(group["params"])
+                amount = plan.scale * group["weight_decay"]
+                _rule.cautious_shrink(params, weights, amount, found_inf=found_inf)
+
     def _show_coupled_decay(
         self, step: StepPlan, grad_scale: Tensor | None
     ) -> list[tuple[Tensor, Tensor]]:
@@ -355,6 +384,12 @@ def _check_group(index: int, group: dict[str, Any]) -> None:
         group["weight_decay_scaling"], group["decoupled_weight_decay"]
     )
     group.setdefault("lr_ref", _copy_lr(group["lr"]))
+    group.setdefault("cautious_weight_decay", False)
+    _rule.check_cautious(
+        f"cautious_weight_decay in param group {index}",
+        group["cautious_weight_decay"],
+        group["decoupled_weight_decay"],
+    )
     if group["decoupled_weight_decay"] and group["weight_decay_scaling"] in (
         _rule.SCALINGS_WITH_LR_REF
     ):
@@ -381,6 +416,10 @@ WEIGHT_DECAY_ARGS = """
             with, kept in the group and its ``state_dict``; set it in a group to choose
             another), ``"corrected"`` (s_t = lr_t² / lr_ref, Defazio's corrected decay,
             lr_ref being the schedule's peak) or ``"none"`` (s_t = 1) (default: ``"lr"``).
+        cautious_weight_decay (bool, keyword-only): decoupled decay only where the base
+            update moves a weight towards zero, p' ← p' − s_t·λ·p·𝟙[(p − p')·p ≥ 0]
+            with p' the weights after the base update (Chen et al. 2025); it keeps one
+            copy of the group's weights during the step (default: False).
 """
 
 

@@ -109,6 +109,8 @@ class GroupStep:
     decay_foreach: bool = True
     # The plan depends on the value of the group's lr, not only on its being a number.
     reads_lr: bool = True
+    # Decoupled decay applied after the base update, where it agrees with its sign.
+    cautious: bool = False
 
 
 def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) -> GroupStep:
@@ -130,9 +132,16 @@ def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) ->
         scale = _rule.decay_scale(scaling, group["lr"], group.get("lr_ref"))
         factor = _rule.decoupled_factor(scale, weight_decay)
         _check_factor(index, group, factor, scale)
+    cautious = decoupled and bool(group.get("cautious_weight_decay"))
     if group.get("fused") and (
         facts.triton_kernel_runs or base.compiled_when_fused(group, decoupled)
     ):
+        if cautious:
+            raise ValueError(
+                f"param group {index}: cautious_weight_decay=True with fused=True: this "
+                "update runs in one pass that has no cautious decay. Use foreach=True (or "
+                "the default) for this group. No parameter was changed."
+            )
         return GroupStep(factor=factor, scale=scale, own_update=True, reads_lr=decoupled)
     implementation = default_implementation(group, base, facts)
     if not decays:
@@ -145,6 +154,13 @@ def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) ->
             coupled=weight_decay,
             decay_foreach=_decay_on_foreach(group, facts),
             reads_lr=False,
+        )
+    if cautious:
+        return GroupStep(
+            base_view={**implementation, **_without_base_decay(group)},
+            factor=factor,
+            scale=scale,
+            cautious=True,
         )
     in_base = lr_scaled(group, weight_decay, scale) if base.decoupled_in_base(group) else None
     if in_base is not None:
@@ -213,6 +229,8 @@ class StepPlan:
     coupled: tuple[int, ...]
     # that are decayed here before the base update,
     decoupled: tuple[int, ...]
+    # or cautiously, after it,
+    cautious: tuple[int, ...]
     # and whose whole update runs here; the base update sees the other groups only.
     own: tuple[int, ...]
     # (group, entries the base update sees, the group's own entries to put back after),
@@ -229,7 +247,10 @@ class StepPlan:
         return cls(
             plans=tuple(plans),
             coupled=where(lambda plan: plan.coupled is not None),
-            decoupled=where(lambda plan: plan.factor is not None and not plan.own_update),
+            decoupled=where(
+                lambda plan: plan.factor is not None and not (plan.own_update or plan.cautious)
+            ),
+            cautious=where(lambda plan: plan.cautious),
             own=where(lambda plan: plan.own_update),
             views=tuple(
                 (group, view, {key: group[key] for key in view})

@@ -77,8 +77,11 @@ class RMSprop(WeightDecayMixin, torch.optim.RMSprop):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
         weight_decay_scaling: str = "lr",
+        cautious_weight_decay: bool = False,
     ) -> None:
-        self._prepare_weight_decay(weight_decay, decoupled_weight_decay, weight_decay_scaling)
+        self._prepare_weight_decay(
+            weight_decay, decoupled_weight_decay, weight_decay_scaling, cautious_weight_decay
+        )
         super().__init__(
             params,
             lr,
@@ -183,6 +186,7 @@ class RMSpropW(RMSprop):
         fused: bool | None = None,
         decoupled_weight_decay: bool = True,
         weight_decay_scaling: str = "lr",
+        cautious_weight_decay: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -199,6 +203,7 @@ class RMSpropW(RMSprop):
             fused=fused,
             decoupled_weight_decay=decoupled_weight_decay,
             weight_decay_scaling=weight_decay_scaling,
+            cautious_weight_decay=cautious_weight_decay,
         )
 
 

@@ -13,6 +13,15 @@ For a parameter p with gradient g, learning rate lr_t and strength λ:
   torch's ``initial_lr``, which schedulers and frameworks write with meanings of their
   own); for ``"corrected"`` it is the schedule's peak γ_max.
 
+**Cautious** decoupled decay (Chen et al. 2025, "Cautious Weight Decay",
+arXiv:2510.12402) decays only the coordinates that the base update moves towards zero:
+with p the weights before the step and p' after the base update (Δ = p − p' the step
+taken, lr·u_t),
+
+    p' ← p' − s_t·λ·p·𝟙[Δ·p ≥ 0],
+
+so a coordinate whose update points away from zero is never shrunk (:func:`cautious_shrink`).
+
 ``"corrected"`` is Defazio's corrected decay (2025, "AdamC"): λ_t = λ·lr_t/γ_max in
 torch's convention, so the decay per step falls with the square of the lr. At lr = lr_ref
 it decays as ``"lr"`` does; at a constant lr it is ``"lr"`` with λ·lr/lr_ref.
@@ -23,6 +32,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -35,6 +45,8 @@ __all__ = [
     "WEIGHT_DECAY_SCALINGS",
     "LrAboveReferenceWarning",
     "add_coupled_decay",
+    "cautious_shrink",
+    "check_cautious",
     "check_decoupled_factor",
     "check_lr_ref",
     "check_weight_decay",
@@ -86,6 +98,17 @@ def check_weight_decay_scaling(scaling: str, decoupled: bool) -> None:
         raise ValueError(
             f"weight_decay_scaling={scaling!r} needs decoupled_weight_decay=True; "
             "coupled L2 only supports the default 'lr'"
+        )
+
+
+def check_cautious(where: str, cautious: Any, decoupled: bool) -> None:
+    """``cautious_weight_decay`` is True or False, and True only with the decoupled form."""
+    if not isinstance(cautious, bool):
+        raise TypeError(f"{where} must be True or False, got {cautious!r}")
+    if cautious and not decoupled:
+        raise ValueError(
+            f"{where}=True needs decoupled_weight_decay=True: cautious decay masks the "
+            "decoupled shrink by the sign of the update, and coupled L2 has none of its own"
         )
 
 
@@ -236,6 +259,36 @@ def shrink(
         else:
             for p in device_params:
                 p.mul_(device_factor)
+
+
+def cautious_shrink(
+    params: Sequence[Tensor],
+    before: Sequence[Tensor],
+    amount: Scalar,
+    *,
+    found_inf: Tensor | None = None,
+) -> None:
+    """Cautious decoupled decay after the base update: p' ← p' − amount·p·𝟙[(p − p')·p ≥ 0].
+
+    Args:
+        params: the weights after the base update (p'), changed in place.
+        before: the same weights before it (p).
+        amount: s_t·λ, the decay of one step.
+        found_inf: GradScaler's overflow flag; where it is set the base update skipped
+            the step, and so does the decay.
+    """
+    if not params:
+        return
+    if found_inf is not None:
+        amount = torch.as_tensor(amount) * (1 - found_inf.reshape(()).to(torch.float32))
+    for p, p0 in zip(params, before, strict=True):
+        # Δ·p ≥ 0: the step moved p towards zero (or did not move it), as decay would.
+        agrees = (p0 - p).mul_(p0).ge_(0)
+        decay = p0.mul(agrees)
+        if isinstance(amount, Tensor):
+            p.sub_(decay.mul_(amount.to(device=p.device, dtype=p.dtype)))
+        else:
+            p.sub_(decay, alpha=amount)
 
 
 def add_coupled_decay(

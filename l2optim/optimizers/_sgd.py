@@ -96,8 +96,11 @@ class SGD(WeightDecayMixin, torch.optim.SGD):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
         weight_decay_scaling: str = "lr",
+        cautious_weight_decay: bool = False,
     ) -> None:
-        self._prepare_weight_decay(weight_decay, decoupled_weight_decay, weight_decay_scaling)
+        self._prepare_weight_decay(
+            weight_decay, decoupled_weight_decay, weight_decay_scaling, cautious_weight_decay
+        )
         super().__init__(
             params,
             lr,
@@ -178,6 +181,7 @@ class SGDW(SGD):
         fused: bool | None = None,
         decoupled_weight_decay: bool = True,
         weight_decay_scaling: str = "lr",
+        cautious_weight_decay: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -192,6 +196,7 @@ class SGDW(SGD):
             fused=fused,
             decoupled_weight_decay=decoupled_weight_decay,
             weight_decay_scaling=weight_decay_scaling,
+            cautious_weight_decay=cautious_weight_decay,
         )
 
 

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 #: Group entries no torch class knows.
-_OURS = ("weight_decay_scaling", "lr_ref")
+_OURS = ("weight_decay_scaling", "lr_ref", "cautious_weight_decay")
 
 
 def to_torch_state_dict(
@@ -82,6 +82,13 @@ def to_torch_state_dict(
         unknown = _OURS + translation.unknown_to_torch
         torch_group = {k: v for k, v in group.items() if k not in unknown}
         if group["decoupled_weight_decay"] and value(group["weight_decay"]) != 0:
+            if group.get("cautious_weight_decay"):
+                refuse_unless(
+                    approximate,
+                    index,
+                    "cautious_weight_decay=True masks the decay by the sign of each update, "
+                    "which torch's classes cannot; approximate=True gives plain decoupled decay",
+                )
             torch_group.update(translation.translate(index, group, approximate))
         groups.append(torch_group)
     return {"state": saved["state"], "param_groups": groups}

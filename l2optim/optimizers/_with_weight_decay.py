@@ -92,6 +92,7 @@ def _make_with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimize
         *args: Any,
         decoupled_weight_decay: bool = False,
         weight_decay_scaling: str = "lr",
+        cautious_weight_decay: bool = False,
         **kwargs: Any,
     ) -> None:
         if base_takes_weight_decay:
@@ -100,7 +101,9 @@ def _make_with_weight_decay(optimizer_class: type[_Optimizer]) -> type[_Optimize
         else:
             weight_decay = kwargs.pop("weight_decay", 0.0)
             _rule.check_weight_decay("weight_decay", weight_decay)
-        self._prepare_weight_decay(weight_decay, decoupled_weight_decay, weight_decay_scaling)
+        self._prepare_weight_decay(
+            weight_decay, decoupled_weight_decay, weight_decay_scaling, cautious_weight_decay
+        )
         if not base_takes_weight_decay:
             self._weight_decay_defaults["weight_decay"] = weight_decay
         optimizer_class.__init__(self, params, *args, **kwargs)

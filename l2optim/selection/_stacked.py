@@ -56,7 +56,13 @@ _IMPLEMENTATION_SETTINGS = frozenset(
     {"params", "weight_decay", "foreach", "fused", "capturable", "differentiable"}
 )
 _DECAY_SETTINGS = frozenset(
-    {"decoupled_weight_decay", "weight_decay_scaling", "lr_ref", "initial_lr"}
+    {
+        "decoupled_weight_decay",
+        "weight_decay_scaling",
+        "lr_ref",
+        "initial_lr",
+        "cautious_weight_decay",
+    }
 )
 
 
@@ -164,6 +170,11 @@ def update_rule(
         )
     if group.get("differentiable"):
         raise ValueError("batched training does not implement differentiable=True")
+    if group.get("cautious_weight_decay"):
+        raise ValueError(
+            "batched training does not implement cautious_weight_decay=True; race the "
+            "FoldTrainer with workers= (its runs then train one by one, with the class's step)"
+        )
     base.settings = {key: _plain(value) for key, value in base.settings.items()}
     decoupled = bool(group.get("decoupled_weight_decay", False))
     if decoupled and base.settings["maximize"]:

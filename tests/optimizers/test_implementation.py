@@ -71,7 +71,14 @@ def test_default_constructor_looks_like_torchs(cls: type, sizes: list[int]) -> N
     theirs = torch_cls(_params(sizes), lr=0.01)
     _steps(optimizer, optimizer.param_groups[0]["params"], 1)
     assert getattr(optimizer, "_step_supports_amp_scaling", False) is False
-    ours = {"params", "decoupled_weight_decay", "weight_decay_scaling", "lr_ref", "fused"}
+    ours = {
+        "params",
+        "decoupled_weight_decay",
+        "weight_decay_scaling",
+        "cautious_weight_decay",
+        "lr_ref",
+        "fused",
+    }
     for group, torch_group in zip(
         optimizer.state_dict()["param_groups"], theirs.state_dict()["param_groups"], strict=True
     ):

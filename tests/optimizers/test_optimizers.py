@@ -234,7 +234,14 @@ def _layout(state_dict: dict[str, Any]) -> tuple:
         index: {key: (type(v).__name__, tuple(getattr(v, "shape", ()))) for key, v in s.items()}
         for index, s in state_dict["state"].items()
     }
-    ours = {"decoupled_weight_decay", "weight_decay_scaling", "lr_ref", "fused", "foreach"}
+    ours = {
+        "decoupled_weight_decay",
+        "weight_decay_scaling",
+        "cautious_weight_decay",
+        "lr_ref",
+        "fused",
+        "foreach",
+    }
     groups = [sorted(set(g) - ours) for g in state_dict["param_groups"]]
     return state, groups
 
