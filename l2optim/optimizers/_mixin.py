@@ -115,7 +115,15 @@ class WeightDecayMixin:
             raise
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)  # type: ignore[misc]
+        # torch's Adam reads a "step" from every non-empty state on loading: a reference
+        # saved before the first step is held out of its sight meanwhile.
+        params = [p for group in state.get("param_groups", ()) for p in group["params"]]
+        hidden = _take_lone_references(state.get("state", {}), params)
+        try:
+            super().__setstate__(state)  # type: ignore[misc]
+        finally:
+            for p, reference in hidden:
+                self.state[p]["decay_reference"] = reference
         # A checkpoint from the torch.optim class (or an older l2optim) lacks our entries.
         self.defaults.setdefault("decoupled_weight_decay", False)
         self.defaults.setdefault("weight_decay_scaling", "lr")
@@ -159,6 +167,7 @@ class WeightDecayMixin:
         swapped = self._show_coupled_decay(step, grad_scale) if step.coupled else ()
         # Cautious decay compares the weights before and after the base update.
         before = self._weights_before(step) if step.cautious else ()
+        hidden: list[tuple[Tensor, Tensor]] = []
         try:
             for group, view, _ in step.views:
                 group.update(view)
@@ -168,6 +177,9 @@ class WeightDecayMixin:
                 # A shorter list, not emptied groups: traced, torch's _init_group reads
                 # the stored group, whatever the trace wrote into it.
                 self.param_groups = [g for i, g in enumerate(groups) if i not in step.own]
+            if step.toward_reference:
+                # After the decay has read them: the base update must not see them.
+                hidden = self._hide_lone_references(step)
             self._base_update()
         finally:
             if step.own:
@@ -178,6 +190,8 @@ class WeightDecayMixin:
                 _compat.restore_capturable(groups, capturable, [g for g, _, _ in step.views])
             for p, grad in swapped:
                 p.grad = grad
+            for p, reference in hidden:
+                self.state[p]["decay_reference"] = reference
         if step.cautious:
             # After the groups hold their own entries again: λ is the group's, not the view's.
             self._apply_cautious_decay(step, before, found_inf)
@@ -330,7 +344,74 @@ class WeightDecayMixin:
         for i in step.decoupled:
             plan = step.plans[i]
             params = _rule.with_grad(self.param_groups[i]["params"])
-            _rule.shrink(params, plan.factor, found_inf=found_inf, foreach=plan.decay_foreach)
+            _rule.shrink(
+                params,
+                plan.factor,
+                found_inf=found_inf,
+                foreach=plan.decay_foreach,
+                references=self._references(i, params) if plan.toward_reference else None,
+            )
+
+    # -- decay towards a reference ------------------------------------------------------
+
+    def decay_towards(self, references: Any = None) -> None:
+        """Decay towards reference weights instead of zero, from the next step on.
+
+        Both forms then pull towards r: coupled g ← g + λ·(p − r), decoupled
+        p ← r + (p − r)·(1 − s_t·λ) (L2-SP, Li et al. 2018, when r are the pretrained
+        weights). The references are kept in the optimizer's state, as
+        ``state[p]["decay_reference"]``, so checkpoints carry them; every group they
+        cover gets ``decay_to_reference=True``.
+
+        Args:
+            references: None for the parameters' values now (call it after loading the
+                pretrained weights); a dict from parameters to tensors; or a list of
+                tensors, one per parameter, in the order of the param groups. Every
+                parameter of a group needs one (a group λ = 0 may be left out).
+
+        Raises:
+            ValueError: a reference of another shape, a parameter that is not the
+                optimizer's, or a decayed group only partly covered; nothing is changed.
+        """
+        params = [p for group in self.param_groups for p in group["params"]]
+        found = _reference_map(params, references)
+        chosen = []
+        for i, group in enumerate(self.param_groups):
+            covered = sum(id(p) in found for p in group["params"])
+            if covered == 0:
+                continue
+            if covered < len(group["params"]):
+                raise ValueError(
+                    f"references cover {covered} of the {len(group['params'])} parameters "
+                    f"of param group {i}: give one for each, or none. Nothing was changed."
+                )
+            chosen.append(group)
+        with torch.no_grad():
+            for p in params:
+                if id(p) in found:
+                    self.state[p]["decay_reference"] = found[id(p)].detach().to(p, copy=True)
+        for group in chosen:
+            group["decay_to_reference"] = True
+
+    def _references(self, index: int, params: list[Tensor]) -> list[Tensor]:
+        try:
+            return [self.state[p]["decay_reference"] for p in params]
+        except KeyError:
+            raise ValueError(
+                f"param group {index} decays towards references (decay_to_reference=True) "
+                "but a parameter of it has none: call decay_towards() for it"
+            ) from None
+
+    def _hide_lone_references(self, step: StepPlan) -> list[tuple[Tensor, Tensor]]:
+        """Take out references that are a parameter's only state, until the base update
+        has made its own: torch's Adam and RMSprop start their state when it is empty."""
+        params = [
+            p
+            for i, plan in enumerate(step.plans)
+            if plan.toward_reference
+            for p in self.param_groups[i]["params"]
+        ]
+        return _take_lone_references(self.state, params)
 
     def _weights_before(self, step: StepPlan) -> list[list[Tensor]]:
         with torch.no_grad():
@@ -366,6 +447,7 @@ class WeightDecayMixin:
                     maximize=group.get("maximize", False),
                     grad_scale=grad_scale,
                     foreach=plan.decay_foreach,
+                    references=self._references(i, params) if plan.toward_reference else None,
                 )
             for p, g, new in zip(params, grads, decayed, strict=True):
                 swapped.append((p, g))
@@ -394,6 +476,47 @@ def _check_group(index: int, group: dict[str, Any]) -> None:
         _rule.SCALINGS_WITH_LR_REF
     ):
         _rule.check_lr_ref(f"lr_ref in param group {index}", group["lr_ref"])
+
+
+def _take_lone_references(state: Any, params: list[Any]) -> list[tuple[Any, Tensor]]:
+    """Pop ``decay_reference`` where it is a parameter's only state; what was popped."""
+    taken = []
+    for p in params:
+        entry = state.get(p)
+        if entry is not None and len(entry) == 1 and "decay_reference" in entry:
+            taken.append((p, entry.pop("decay_reference")))
+    return taken
+
+
+def _reference_map(params: list[Tensor], references: Any) -> dict[int, Tensor]:
+    """``decay_towards``'s references by parameter id, each checked against its parameter."""
+    if references is None:
+        return {id(p): p.detach() for p in params}
+    if isinstance(references, dict):
+        known = {id(p): p for p in params}
+        strangers = [i for i, p in enumerate(references) if id(p) not in known]
+        if strangers:
+            raise ValueError(
+                f"references: key {strangers[0]} is not a parameter of this optimizer; "
+                "nothing was changed"
+            )
+        pairs = [(known[id(p)], r) for p, r in references.items()]
+    else:
+        references = list(references)
+        if len(references) != len(params):
+            raise ValueError(
+                f"references: {len(references)} tensors for the optimizer's {len(params)} "
+                "parameters (one each, in the order of the param groups); nothing was changed"
+            )
+        pairs = list(zip(params, references, strict=True))
+    for i, (p, r) in enumerate(pairs):
+        if not isinstance(r, Tensor) or r.shape != p.shape:
+            shape = tuple(r.shape) if isinstance(r, Tensor) else type(r).__name__
+            raise ValueError(
+                f"references: entry {i} has shape {shape}, its parameter {tuple(p.shape)}; "
+                "nothing was changed"
+            )
+    return {id(p): r for p, r in pairs}
 
 
 def _lr_ratio(group: dict[str, Any]) -> Any:

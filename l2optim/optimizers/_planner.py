@@ -111,6 +111,8 @@ class GroupStep:
     reads_lr: bool = True
     # Decoupled decay applied after the base update, where it agrees with its sign.
     cautious: bool = False
+    # The decay pulls towards the group's references, not towards zero.
+    toward_reference: bool = False
 
 
 def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) -> GroupStep:
@@ -133,27 +135,35 @@ def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) ->
         factor = _rule.decoupled_factor(scale, weight_decay)
         _check_factor(index, group, factor, scale)
     cautious = decoupled and bool(group.get("cautious_weight_decay"))
+    toward = decays and bool(group.get("decay_to_reference"))
+    if cautious and toward:
+        raise ValueError(
+            f"param group {index}: cautious_weight_decay=True with decay towards a "
+            "reference is not implemented. No parameter was changed."
+        )
     if group.get("fused") and (
         facts.triton_kernel_runs or base.compiled_when_fused(group, decoupled)
     ):
-        if cautious:
+        if cautious or toward:
+            what = "cautious_weight_decay=True" if cautious else "decay towards a reference"
             raise ValueError(
-                f"param group {index}: cautious_weight_decay=True with fused=True: this "
-                "update runs in one pass that has no cautious decay. Use foreach=True (or "
-                "the default) for this group. No parameter was changed."
+                f"param group {index}: {what} with fused=True: this update runs in one "
+                "pass that has no such decay. Use foreach=True (or the default) for this "
+                "group. No parameter was changed."
             )
         return GroupStep(factor=factor, scale=scale, own_update=True, reads_lr=decoupled)
     implementation = default_implementation(group, base, facts)
     if not decays:
         return GroupStep(base_view=implementation, reads_lr=False)
     if not decoupled:
-        if base.decay_is_coupled:
+        if base.decay_is_coupled and not toward:
             return GroupStep(base_view=implementation, reads_lr=False)
         return GroupStep(
             base_view={**implementation, **_without_base_decay(group)},
             coupled=weight_decay,
             decay_foreach=_decay_on_foreach(group, facts),
             reads_lr=False,
+            toward_reference=toward,
         )
     if cautious:
         return GroupStep(
@@ -162,7 +172,11 @@ def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) ->
             scale=scale,
             cautious=True,
         )
-    in_base = lr_scaled(group, weight_decay, scale) if base.decoupled_in_base(group) else None
+    in_base = (
+        lr_scaled(group, weight_decay, scale)
+        if base.decoupled_in_base(group) and not toward
+        else None
+    )
     if in_base is not None:
         return GroupStep(base_view={**implementation, "weight_decay": in_base}, scale=scale)
     return GroupStep(
@@ -170,6 +184,7 @@ def plan_group(index: int, group: Group, base: BaseRecord, facts: GroupFacts) ->
         factor=factor,
         scale=scale,
         decay_foreach=_decay_on_foreach(group, facts),
+        toward_reference=toward,
     )
 
 
@@ -231,6 +246,8 @@ class StepPlan:
     decoupled: tuple[int, ...]
     # or cautiously, after it,
     cautious: tuple[int, ...]
+    # (those that decay towards references),
+    toward_reference: tuple[int, ...]
     # and whose whole update runs here; the base update sees the other groups only.
     own: tuple[int, ...]
     # (group, entries the base update sees, the group's own entries to put back after),
@@ -251,6 +268,7 @@ class StepPlan:
                 lambda plan: plan.factor is not None and not (plan.own_update or plan.cautious)
             ),
             cautious=where(lambda plan: plan.cautious),
+            toward_reference=where(lambda plan: plan.toward_reference),
             own=where(lambda plan: plan.own_update),
             views=tuple(
                 (group, view, {key: group[key] for key in view})

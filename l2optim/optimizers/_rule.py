@@ -13,6 +13,9 @@ For a parameter p with gradient g, learning rate lr_t and strength λ:
   torch's ``initial_lr``, which schedulers and frameworks write with meanings of their
   own); for ``"corrected"`` it is the schedule's peak γ_max.
 
+**Towards a reference** r (the initial or pretrained weights: L2-SP, Li et al. 2018)
+instead of zero, both forms: g ← g + λ·(p − r), or p ← r + (p − r)·(1 − s_t·λ).
+
 **Cautious** decoupled decay (Chen et al. 2025, "Cautious Weight Decay",
 arXiv:2510.12402) decays only the coordinates that the base update moves towards zero:
 with p the weights before the step and p' after the base update (Δ = p − p' the step
@@ -230,13 +233,18 @@ def shrink(
     *,
     found_inf: Tensor | None = None,
     foreach: bool = True,
+    references: Sequence[Tensor] | None = None,
 ) -> None:
     """Decoupled decay in place: p ← p·factor for every tensor in ``params``.
 
     ``found_inf`` (a one-element tensor from ``GradScaler``) turns the step into a
     no-op on the device, without a host synchronisation, when a gradient overflowed.
+    With ``references``, p ← r + (p − r)·factor: towards r, one per parameter.
     """
     if not params:
+        return
+    if references is not None:
+        _shrink_towards(params, references, factor, found_inf)
         return
     if found_inf is None and not isinstance(factor, Tensor):
         # A number multiplies each tensor in its own dtype, on its own device: one call.
@@ -259,6 +267,20 @@ def shrink(
         else:
             for p in device_params:
                 p.mul_(device_factor)
+
+
+def _shrink_towards(
+    params: Sequence[Tensor], references: Sequence[Tensor], factor: Scalar, found_inf: Tensor | None
+) -> None:
+    """p ← p + (1 − factor)·(r − p), no step where ``found_inf`` is set."""
+    weight: Scalar = 1 - factor
+    if found_inf is not None:
+        weight = torch.as_tensor(weight) * (1 - found_inf.reshape(()).to(torch.float32))
+    for p, r in zip(params, references, strict=True):
+        if isinstance(weight, Tensor):
+            p.add_((r - p).mul_(weight.to(device=p.device, dtype=p.dtype)))
+        else:
+            p.lerp_(r, weight)
 
 
 def cautious_shrink(
@@ -299,13 +321,16 @@ def add_coupled_decay(
     maximize: bool = False,
     grad_scale: Tensor | None = None,
     foreach: bool = True,
+    references: Sequence[Tensor] | None = None,
 ) -> list[Tensor]:
     """Coupled L2: new gradients g + λ·p (``grads`` are left untouched).
 
     With ``maximize`` the base update ascends −g, so the penalty enters as g − λ·p and
     still pulls the weights towards zero. With ``grad_scale`` (gradients still scaled
-    by ``GradScaler``) the penalty is scaled alike.
+    by ``GradScaler``) the penalty is scaled alike. With ``references``, g + λ·(p − r).
     """
+    if references is not None:
+        params = [p - r for p, r in zip(params, references, strict=True)]
     alpha: Scalar = -weight_decay if maximize else weight_decay
     if grad_scale is not None:
         alpha = grad_scale * alpha

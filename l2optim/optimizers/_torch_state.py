@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 #: Group entries no torch class knows.
-_OURS = ("weight_decay_scaling", "lr_ref", "cautious_weight_decay")
+_OURS = ("weight_decay_scaling", "lr_ref", "cautious_weight_decay", "decay_to_reference")
 
 
 def to_torch_state_dict(
@@ -79,6 +79,11 @@ def to_torch_state_dict(
     translation = _TRANSLATIONS[base]
     groups = []
     for index, group in enumerate(saved["param_groups"]):
+        if group.get("decay_to_reference") and value(group["weight_decay"]) != 0:
+            raise ValueError(
+                f"param group {index}: no torch.optim equivalent: it decays towards reference "
+                "weights (decay_towards), which torch's classes cannot"
+            )
         unknown = _OURS + translation.unknown_to_torch
         torch_group = {k: v for k, v in group.items() if k not in unknown}
         if group["decoupled_weight_decay"] and value(group["weight_decay"]) != 0:
