@@ -14,6 +14,7 @@ ORDER = (
     "select_lambda_fast.py",
     "norms_and_biases.py",
     "lr_schedule_scaling.py",
+    "decay_rules.py",
 )
 
 

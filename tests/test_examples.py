@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -274,3 +275,31 @@ def test_select_lambda_fast_spends_its_budget_and_beats_no_penalty() -> None:
     }
     # On rows neither search saw, the raced λ beats no penalty.
     assert test[race["lambda_chosen"]] < test[0.0]
+
+
+def test_decay_rules_agree_at_zero_and_shrink_as_their_rules_say() -> None:
+    out = run_example("decay_rules.py", timeout=300)
+    rows = {
+        (line.split()[0].split("=")[1], fields(line)["lam"]): fields(line)
+        for line in out.splitlines()
+        if line.startswith("rule=")
+    }
+    rules, lambdas = {r for r, _ in rows}, sorted({lam for _, lam in rows})
+    assert rules == {"plain", "cautious", "corrected"} and lambdas[0] == 0
+    # λ = 0: one optimizer, whatever the rule.
+    assert len({rows[rule, 0.0]["test_mse"] for rule in rules}) == 1
+    # The probe (zero gradient) shrinks by ∏(1 − s_t·λ): s_t = lr_t for plain and cautious
+    # (a zero step agrees with every sign), lr_t²/lr_max for corrected. The schedule:
+    # 40 epochs of ⌈342/32⌉ = 11 steps, a linear warm-up over 10% of them, then a cosine.
+    total, warm, peak = 40 * 11, 44, 1e-2
+    lrs = [
+        peak * ((s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm))))
+        for s in range(total)
+    ]
+    for lam in lambdas[1:]:
+        plain = math.prod(1 - lr * lam for lr in lrs)
+        corrected = math.prod(1 - lr * lr / peak * lam for lr in lrs)
+        for rule, expected in [("plain", plain), ("cautious", plain), ("corrected", corrected)]:
+            assert rows[rule, lam]["shrinkage"] == pytest.approx(expected, rel=2e-3, abs=1e-30)
+        # Every decay helps here: λ → 0 is the worst of the grid for each rule.
+        assert all(rows[rule, lam]["test_mse"] < rows[rule, 0.0]["test_mse"] for rule in rules)
