@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _paths import IMPLEMENTATIONS, cases, small_params
 
 import l2optim
 
@@ -26,18 +27,12 @@ CLASSES = [
     (l2optim.RMSpropW, {"momentum": 0.5, "centered": True}, ["loop", "foreach"]),
     (AdagradW, {"decoupled_weight_decay": True}, ["loop", "foreach"]),
 ]
-IMPLEMENTATIONS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
-CASES = [
-    pytest.param(cls, hyper, implementation, id=f"{cls.__name__}{hyper or ''}-{implementation}")
-    for cls, hyper, implementations in CLASSES
-    for implementation in [*implementations, "default"]
-]
+CASES = cases(CLASSES)
 LR, LAMBDA = 0.05, 0.5
 
 
 def _params(seed: int = 0) -> list[torch.nn.Parameter]:
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in [(6, 5), (7,), (3, 2, 2)]]
+    return small_params(seed)
 
 
 def _make(cls, hyper, implementation, params, weight_decay, scaling="lr"):
@@ -48,7 +43,7 @@ def _make(cls, hyper, implementation, params, weight_decay, scaling="lr"):
         cautious_weight_decay=weight_decay > 0,
         weight_decay_scaling=scaling,
         **hyper,
-        **IMPLEMENTATIONS.get(implementation, {}),
+        **IMPLEMENTATIONS[implementation],
     )
 
 
@@ -89,7 +84,7 @@ def test_with_lambda_zero_it_is_the_base_optimizer(cls, hyper, implementation):
     def run(**extra):
         params = _params()
         optimizer = cls(params, lr=LR, weight_decay=0.0, **hyper, **extra,
-                        **IMPLEMENTATIONS.get(implementation, {}))
+                        **IMPLEMENTATIONS[implementation])
         generator = torch.Generator().manual_seed(1)
         for _ in range(4):
             for p in params:

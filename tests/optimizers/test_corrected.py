@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _paths import IMPLEMENTATIONS, cases, small_params
 
 import l2optim
 from l2optim import conversions
@@ -27,20 +28,14 @@ CLASSES = [
     (l2optim.RMSpropW, {"momentum": 0.5}, ["loop", "foreach", "fused"]),
     (AdagradW, {}, ["loop", "foreach"]),
 ]
-IMPLEMENTATIONS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
-CASES = [
-    pytest.param(cls, hyper, implementation, id=f"{cls.__name__}{hyper or ''}-{implementation}")
-    for cls, hyper, implementations in CLASSES
-    for implementation in [*implementations, "default"]
-]
+CASES = cases(CLASSES)
 
 # Powers of two: s·λ is the same number under both scalings, so the runs are bit-equal.
 LR, LR_REF, LAMBDA = 2.0**-4, 2.0**-2, 2.0**-3
 
 
 def _params() -> list[torch.nn.Parameter]:
-    generator = torch.Generator().manual_seed(0)
-    return [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in [(6, 5), (5,), (3, 2, 2)]]
+    return small_params(shapes=((6, 5), (5,), (3, 2, 2)))
 
 
 def _run(cls, hyper, implementation, *, scaling, weight_decay, lr_ref=LR_REF, grads="random",
@@ -53,7 +48,7 @@ def _run(cls, hyper, implementation, *, scaling, weight_decay, lr_ref=LR_REF, gr
         decoupled_weight_decay=True,
         weight_decay_scaling=scaling,
         **hyper,
-        **IMPLEMENTATIONS.get(implementation, {}),
+        **IMPLEMENTATIONS[implementation],
     )
     for group in optimizer.param_groups:
         group["lr_ref"] = lr_ref

@@ -13,6 +13,7 @@ import math
 
 import pytest
 import torch
+from _paths import IMPLEMENTATIONS, cases, small_params
 
 import l2optim
 
@@ -27,23 +28,17 @@ CLASSES = [
     (l2optim.RMSpropW, {"momentum": 0.5}, ["loop", "foreach", "fused"]),
     (AdagradW, {"decoupled_weight_decay": True}, ["loop", "foreach"]),
 ]
-IMPLEMENTATIONS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
-CASES = [
-    pytest.param(cls, hyper, implementation, id=f"{cls.__name__}{hyper or ''}-{implementation}")
-    for cls, hyper, implementations in CLASSES
-    for implementation in [*implementations, "default"]
-]
+CASES = cases(CLASSES)
 LR, STEPS = 0.05, 8
 
 
 def _params() -> list[torch.nn.Parameter]:
-    generator = torch.Generator().manual_seed(0)
-    return [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in [(6, 5), (5,), (3, 2, 2)]]
+    return small_params(shapes=((6, 5), (5,), (3, 2, 2)))
 
 
 def _run(cls, hyper, implementation, schedule, *, grads="random", steps=STEPS):
     params = _params()
-    optimizer = cls(params, lr=LR, weight_decay=0.1, **hyper, **IMPLEMENTATIONS.get(implementation, {}))
+    optimizer = cls(params, lr=LR, weight_decay=0.1, **hyper, **IMPLEMENTATIONS[implementation])
     scheduler = schedule(optimizer) if schedule is not None else None
     generator = torch.Generator().manual_seed(1)
     for _ in range(steps):

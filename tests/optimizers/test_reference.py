@@ -15,6 +15,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from _paths import IMPLEMENTATIONS, cases, small_params
 from _profiles import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,18 +35,12 @@ CLASSES = [
     (l2optim.RMSpropW, {"momentum": 0.5}, ["loop", "foreach"]),
     (AdagradW, {"decoupled_weight_decay": True}, ["loop", "foreach"]),
 ]
-IMPLEMENTATIONS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
-CASES = [
-    pytest.param(cls, hyper, implementation, id=f"{cls.__name__}{hyper or ''}-{implementation}")
-    for cls, hyper, implementations in CLASSES
-    for implementation in [*implementations, "default"]
-]
+CASES = cases(CLASSES)
 LR, LAMBDA, STEPS = 0.05, 0.5, 6
 
 
 def _params(seed: int = 0) -> list[torch.nn.Parameter]:
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in [(6, 5), (7,), (3, 2, 2)]]
+    return small_params(seed)
 
 
 def _references() -> list[torch.Tensor]:
@@ -55,7 +50,7 @@ def _references() -> list[torch.Tensor]:
 def _run(cls, hyper, implementation, *, grads="random", steps=STEPS):
     params = _params()
     optimizer = cls(params, lr=LR, weight_decay=LAMBDA, **hyper,
-                    **IMPLEMENTATIONS.get(implementation, {}))
+                    **IMPLEMENTATIONS[implementation])
     optimizer.decay_towards(_references())
     generator = torch.Generator().manual_seed(1)
     for _ in range(steps):
