@@ -378,7 +378,7 @@ def test_decoupled_sgd_reaches_ridge_at_converted_weight_decay(
     weight_decay = conversions.decoupled_from_coupled(
         ridge_weight_decay,
         lr=lr,
-        initial_lr=initial_lr,
+        lr_ref=initial_lr,
         weight_decay_scaling=scaling,
         momentum=options["momentum"],
         dampening=options["dampening"],
@@ -490,7 +490,13 @@ FIRST_STEP_CASES = [
     ("rmsprop", {"momentum": 0.9}),
 ]
 OPTIMIZER_CLASSES = {"sgd": l2optim.SGD, "adam": l2optim.Adam, "rmsprop": l2optim.RMSprop}
-FORMS = [("coupled", "lr"), ("decoupled", "lr"), ("decoupled", "schedule"), ("decoupled", "none")]
+FORMS = [
+    ("coupled", "lr"),
+    ("decoupled", "lr"),
+    ("decoupled", "schedule"),
+    ("decoupled", "corrected"),
+    ("decoupled", "none"),
+]
 
 
 def _expected_first_step(
@@ -525,9 +531,15 @@ def _expected_first_step(
     initial_lr=st.floats(0.5, 2.0),
 )
 def test_first_step_is_exact(name, options, form, scaling, w, g, lr, weight_decay, initial_lr):
-    """Coupled: base(g + λw). Decoupled: −s·λ·w + base(g), s = lr, lr/initial_lr or 1."""
+    """Coupled: base(g + λw). Decoupled: −s·λ·w + base(g), s = lr, lr/initial_lr,
+    lr²/initial_lr or 1."""
     decoupled = form == "decoupled"
-    scale = {"lr": lr, "schedule": lr / initial_lr, "none": 1.0}[scaling]
+    scale = {
+        "lr": lr,
+        "schedule": lr / initial_lr,
+        "corrected": lr * lr / initial_lr,
+        "none": 1.0,
+    }[scaling]
     if decoupled:  # the optimizer refuses a shrink factor 1 − s·λ <= 0
         weight_decay = min(weight_decay, 0.99 / scale)
     parameter = torch.tensor(w)
