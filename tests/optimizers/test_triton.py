@@ -901,3 +901,22 @@ def test_the_kernels_are_off_by_default(monkeypatch):
     before = sum(_tables.launches.values())
     _class_run("Adam", {}, 2, fused=True)
     assert sum(_tables.launches.values()) == before
+
+
+@pytest.mark.parametrize("rule", ["cautious", "reference"])
+def test_rules_the_kernels_lack_are_refused_by_name(rule, monkeypatch):
+    """Cautious decay and decay towards a reference have no kernel: an error, not another rule."""
+    import l2optim
+
+    monkeypatch.setenv("L2OPTIM_TRITON_KERNELS", "1")
+    params = [torch.nn.Parameter(torch.randn(5, 7).to(DEVICE))]
+    optimizer = l2optim.AdamW(
+        params, lr=0.01, weight_decay=0.1, fused=True, cautious_weight_decay=rule == "cautious"
+    )
+    if rule == "reference":
+        optimizer.decay_towards()
+    params[0].grad = torch.ones_like(params[0])
+    before = params[0].detach().clone()
+    with pytest.raises(ValueError, match="with fused=True: this update runs in one pass"):
+        optimizer.step()
+    assert torch.equal(params[0], before)
