@@ -369,3 +369,44 @@ def test_a_lightning_module_races_lambda_and_its_paused_runs_continue():
         reported = []
         lightning_run(lam * race.train_scale, train_idx, val_idx, reported.append)
         assert score == pytest.approx(reported[final.epochs - 1], rel=1e-6)
+
+
+# -- λ on a schedule --------------------------------------------------------------------
+
+
+class ScheduledDecay(Regression):
+    """AdamW with a cosine lr and a cosine λ, both stepped by Lightning every batch.
+
+    Lightning steps schedulers that are not torch's LRScheduler through this hook.
+    """
+
+    def lr_scheduler_step(self, scheduler, metric):
+        scheduler.step()
+
+
+def adamw_with_decay_schedule(net: nn.Module):
+    optimizer = l2optim.AdamW(l2optim.decay_groups(net, 0.04), lr=1e-2)
+    return [optimizer], [
+        {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=20),
+         "interval": "step"},
+        {"scheduler": l2optim.CosineWeightDecay(optimizer, 0.4, total_steps=16),
+         "interval": "step"},
+    ]
+
+
+def test_a_weight_decay_schedule_resumes_bit_exact(tmp_path: Path) -> None:
+    uninterrupted = ScheduledDecay(adamw_with_decay_schedule)
+    pl.Trainer(**TRAINER, max_epochs=4).fit(uninterrupted, loader())
+    final = uninterrupted.trainer.optimizers[0].param_groups[0]["weight_decay"]
+    assert final == pytest.approx(0.4)  # the schedule ran its 16 steps
+
+    first_half = ScheduledDecay(adamw_with_decay_schedule)
+    trainer = pl.Trainer(**TRAINER, max_epochs=2)
+    trainer.fit(first_half, loader())
+    checkpoint = tmp_path / "half.ckpt"
+    trainer.save_checkpoint(checkpoint)
+
+    resumed = ScheduledDecay(adamw_with_decay_schedule, seed=1)
+    trainer = pl.Trainer(**TRAINER, max_epochs=4)
+    trainer.fit(resumed, loader(), ckpt_path=checkpoint)
+    assert_bit_exact(resumed.parameters(), uninterrupted.parameters())

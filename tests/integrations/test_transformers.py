@@ -305,3 +305,44 @@ def test_a_trainer_setup_races_lambda_and_its_paused_runs_continue(tmp_path: Pat
         trainer_run(lam * race.train_scale, train_idx, val_idx, reported.append,
                     tmp_path / "uninterrupted")
         assert score == pytest.approx(reported[final.epochs - 1], rel=1e-6)
+
+
+# -- λ on a schedule ------------------------------------------------------------------------
+
+
+class CosineWeightDecayCallback(transformers.TrainerCallback):
+    """λ from the Trainer's weight_decay to ``final`` along a cosine over the run.
+
+    λ_t is a function of the step: a resumed run makes its scheduler at the restored
+    global step (the optimizer's checkpoint carries each group's initial λ), so the Trainer
+    need not know about it.
+    """
+
+    def __init__(self, final: float) -> None:
+        self.final, self.schedule = final, None
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        inner = getattr(optimizer, "optimizer", optimizer)
+        self.schedule = l2optim.CosineWeightDecay(
+            inner, self.final, total_steps=args.max_steps, last_epoch=state.global_step - 1
+        )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.schedule.step()
+
+
+def test_a_weight_decay_schedule_in_a_callback_resumes_bit_exact(tmp_path: Path) -> None:
+    def run(model, output_dir, **train):
+        decay = CosineWeightDecayCallback(final=0.5)
+        setup = trainer(model, output_dir, "AdamW")
+        setup.add_callback(decay)
+        setup.train(**train)
+        return decay
+
+    uninterrupted = tiny_bert()
+    decay = run(uninterrupted, tmp_path / "run")
+    assert decay.schedule.get_last_weight_decay() == [pytest.approx(0.5), 0.0]
+    resumed = tiny_bert(seed=1)
+    run(resumed, tmp_path / "resumed",
+        resume_from_checkpoint=str(tmp_path / "run" / f"checkpoint-{SAVE_AT}"))
+    assert_bit_exact(resumed.parameters(), uninterrupted.parameters())
