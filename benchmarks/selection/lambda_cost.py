@@ -1,8 +1,9 @@
 """What choosing λ for a network costs, and what the cheap ways lose against full k-fold CV.
 
 Run: ``python benchmarks/selection/lambda_cost.py`` (``--splits``, ``--budgets``, ``--problems``;
-``pip install "l2optim[bench]"`` for scikit-learn's datasets and Optuna). One torch
-thread; the timings are wall-clock seconds measured side by side in one run.
+``--cache FILE`` keeps full CV's choice and the test losses for a rerun that studies the
+race alone; ``pip install "l2optim[bench]"`` for scikit-learn's datasets and Optuna). One
+torch thread; the timings are wall-clock seconds measured side by side in one run.
 
 Three problems where λ matters (each checked and printed: the test loss at λ = 0 is at
 least 10% above the best λ's):
@@ -41,7 +42,6 @@ that of full CV, minus 1, over the splits. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import ast
 import functools
 import math
 import time
@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from _study import Cache, race_settings
 from torch import nn
 
 import l2optim
@@ -264,6 +265,7 @@ def run(
     race_folds: list[int],
     families: set[str],
     variants: dict[str, dict] | None = None,
+    cache: Cache | None = None,
 ) -> None:
     methods: dict[str, Callable] = {"full CV": functools.partial(full_cv, stacked=stacked)}
     for budget in budgets:
@@ -288,16 +290,32 @@ def run(
         x_train, y_train, x_test, y_test, setting = problem.make(split)
         trainer = l2optim.FoldTrainer(X=x_train, y=y_train, seed=split, **setting)
         splits = l2optim.kfold_splits(len(x_train), FOLDS, random_state=split)
+        entry = (cache or Cache(None)).entry(problem.name, split)
         chosen = {}
         for name, method in methods.items():
             start = time.perf_counter()
-            lam, cost = method(trainer, problem, splits, split)
-            results[name]["seconds"].append(time.perf_counter() - start)
+            if name == "full CV" and "full CV" in entry:
+                lam, cost, seconds = entry["full CV"]
+            else:
+                lam, cost = method(trainer, problem, splits, split)
+                seconds = time.perf_counter() - start
+                if name == "full CV":
+                    entry["full CV"] = (lam, cost, seconds)
+            results[name]["seconds"].append(seconds)
             results[name]["cost"].append(cost)
             chosen[name] = lam
         oracle_grid = np.geomspace(*problem.bounds, ORACLE_GRID)
         lambdas = [0.0, *oracle_grid, *chosen.values()]
-        losses = test_losses(setting, x_train, y_train, x_test, y_test, lambdas, split)
+        # Cached test losses are those of an earlier stack: the same to float rounding.
+        missing = sorted({repr(float(lam)) for lam in lambdas} - set(entry["test"]))
+        if missing:
+            fresh = test_losses(
+                setting, x_train, y_train, x_test, y_test, [float(k) for k in missing], split
+            )
+            entry["test"].update(zip(missing, map(float, fresh), strict=True))
+        if cache is not None:
+            cache.save()
+        losses = np.array([entry["test"][repr(float(lam))] for lam in lambdas])
         at_zero, on_grid = losses[0], losses[1 : 1 + ORACLE_GRID]
         for name, loss in zip(chosen, losses[1 + ORACLE_GRID :], strict=True):
             results[name]["loss"].append(loss)
@@ -357,6 +375,10 @@ def main() -> None:
         "comma-separated list of name=value ('scaling_exponent=0.5;reference_folds=None')",
     )
     parser.add_argument(
+        "--cache",
+        help="a JSON file that keeps full CV's choices and the test losses between runs",
+    )
+    parser.add_argument(
         "--methods",
         default="race,grid,TPE",
         help="comma-separated methods to set against full CV (always run): race, grid, TPE",
@@ -371,15 +393,15 @@ def main() -> None:
         "Choosing λ: cost in training runs, wall seconds, mean test loss of the final model, "
         "and its excess over full CV's (one torch thread; a shared machine)"
     )
+    cache = Cache(args.cache)
     for name in args.problems.split(","):
         race_folds = [int(f) for f in args.race_folds.split(",") if f]
         splits_run = range(args.first_split, args.first_split + args.splits)
         variants = {
-            text: {k: ast.literal_eval(v) for k, v in (i.split("=") for i in text.split(","))}
-            for text in filter(None, args.race_variants.split(";"))
+            text: race_settings(text) for text in filter(None, args.race_variants.split(";"))
         }
         run(PROBLEMS[name], splits_run, budgets, args.stacked_reference, race_folds, families,
-            variants)
+            variants, cache)
 
 
 if __name__ == "__main__":

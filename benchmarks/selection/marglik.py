@@ -43,6 +43,7 @@ import l2optim
 
 sys.path.insert(0, os.path.dirname(__file__))
 import own_loops  # noqa: E402
+from _study import Cache  # noqa: E402
 
 BURN_IN, EVERY = 0.25, 2  # first update after a quarter of the epochs, then every 2 epochs
 MAX_CHANGE = 2.0  # λ moves at most by this factor per update
@@ -151,7 +152,7 @@ def main() -> None:
     parser.add_argument("--cache", help="own_loops.py's cache of full CV")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cache = own_loops.Cache(args.cache)
+    cache = Cache(args.cache)
     for name in args.problems.split(","):
         excess, costs = [], []
         print(f"\n{name}: evidence λ per layer in one run, against full 5-fold CV's single λ")

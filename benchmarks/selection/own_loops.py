@@ -41,10 +41,7 @@ excess of one split; ``λ/full`` the median ratio of its λ to full CV's.
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -52,6 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from _study import Cache, race_settings
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -278,26 +276,6 @@ METHODS = {"full CV": full_cv, "race": race, "TPE+pruner": tpe_with_pruner, "gri
 # --------------------------------------------------------------------------- the table
 
 
-class Cache:
-    """Full CV's choice and the test losses of each problem and split, kept in a JSON file
-    between runs (a study of the race's settings reruns only the race)."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self.data = {}
-        if path is not None and os.path.exists(path):
-            with open(path) as file:
-                self.data = json.load(file)
-
-    def entry(self, name: str, split: int) -> dict:
-        return self.data.setdefault(f"{name}/{split}", {"test": {}})
-
-    def save(self) -> None:
-        if self.path is not None:
-            with open(self.path, "w") as file:
-                json.dump(self.data, file)
-
-
 def run(
     name: str, splits: range, methods: list[str], budget: float, race_options: dict, cache: Cache
 ) -> None:
@@ -384,10 +362,7 @@ def main() -> None:
                         help="only time one training and print λ=0 against the best λ")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    race_options = {}
-    for item in filter(None, args.race.split(",")):
-        key, value = item.split("=")
-        race_options[key] = ast.literal_eval(value)
+    race_options = race_settings(args.race)
     methods = ["full CV", *filter(None, args.methods.split(","))]
     for name in args.problems.split(","):
         if args.check:
