@@ -81,7 +81,11 @@ class WeightDecayScheduler:
     def step(self) -> None:
         """Move to the next step and write its λ into the param groups."""
         self.last_epoch += 1
-        self._write(self.get_weight_decay())
+        try:
+            self._write(self.get_weight_decay())
+        except Exception:
+            self.last_epoch -= 1  # a refused step leaves the schedule where it was
+            raise
 
     def get_last_weight_decay(self) -> list[float]:
         """The λ written by the last :meth:`step`, one per param group."""

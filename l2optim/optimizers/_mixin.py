@@ -164,6 +164,8 @@ class WeightDecayMixin:
             return loss
         # Each part runs only where a group has work for it: on a small model every
         # Python call counts.
+        if step.toward_reference:
+            self._check_references(step, groups)
         swapped = self._show_coupled_decay(step, grad_scale) if step.coupled else ()
         # Cautious decay compares the weights before and after the base update.
         before = self._weights_before(step) if step.cautious else ()
@@ -177,9 +179,9 @@ class WeightDecayMixin:
                 # A shorter list, not emptied groups: traced, torch's _init_group reads
                 # the stored group, whatever the trace wrote into it.
                 self.param_groups = [g for i, g in enumerate(groups) if i not in step.own]
-            if step.toward_reference:
+            if step.with_references:
                 # After the decay has read them: the base update must not see them.
-                hidden = self._hide_lone_references(step)
+                hidden = self._hide_lone_references(step, groups)
             self._base_update()
         finally:
             if step.own:
@@ -394,24 +396,32 @@ class WeightDecayMixin:
             group["decay_to_reference"] = True
 
     def _references(self, index: int, params: list[Tensor]) -> list[Tensor]:
-        try:
-            return [self.state[p]["decay_reference"] for p in params]
-        except KeyError:
-            raise ValueError(
-                f"param group {index} decays towards references (decay_to_reference=True) "
-                "but a parameter of it has none: call decay_towards() for it"
-            ) from None
+        return [self.state[p]["decay_reference"] for p in params]
 
-    def _hide_lone_references(self, step: StepPlan) -> list[tuple[Tensor, Tensor]]:
+    def _check_references(self, step: StepPlan, groups: list[dict[str, Any]]) -> None:
+        """Every parameter that decays towards a reference has one: checked before any
+        parameter changes."""
+        for i in step.toward_reference:
+            for p in _rule.with_grad(groups[i]["params"]):
+                if "decay_reference" not in self.state.get(p, ()):
+                    raise ValueError(
+                        f"param group {i} decays towards references (decay_to_reference=True) "
+                        "but a parameter of it has none: call decay_towards() for it. No "
+                        "parameter was changed."
+                    )
+
+    def _hide_lone_references(
+        self, step: StepPlan, groups: list[dict[str, Any]]
+    ) -> list[tuple[Tensor, Tensor]]:
         """Take out references that are a parameter's only state, until the base update
         has made its own: torch's Adam and RMSprop start their state when it is empty."""
-        params = [
-            p
-            for i, plan in enumerate(step.plans)
-            if plan.toward_reference
-            for p in self.param_groups[i]["params"]
-        ]
-        return _take_lone_references(self.state, params)
+        params = [p for i in step.with_references for p in groups[i]["params"]]
+        hidden = _take_lone_references(self.state, params)
+        if hidden and torch.compiler.is_compiling():
+            # Traced, the base update would read the state as it was before the trace:
+            # a break applies the change first.
+            torch._dynamo.graph_break()
+        return hidden
 
     def _weights_before(self, step: StepPlan) -> list[list[Tensor]]:
         with torch.no_grad():

@@ -248,6 +248,8 @@ class StepPlan:
     cautious: tuple[int, ...]
     # (those that decay towards references),
     toward_reference: tuple[int, ...]
+    # and that hold references, whatever their λ today (a schedule may make it 0).
+    with_references: tuple[int, ...]
     # and whose whole update runs here; the base update sees the other groups only.
     own: tuple[int, ...]
     # (group, entries the base update sees, the group's own entries to put back after),
@@ -269,6 +271,9 @@ class StepPlan:
             ),
             cautious=where(lambda plan: plan.cautious),
             toward_reference=where(lambda plan: plan.toward_reference),
+            with_references=tuple(
+                i for i, group in enumerate(groups) if group.get("decay_to_reference")
+            ),
             own=where(lambda plan: plan.own_update),
             views=tuple(
                 (group, view, {key: group[key] for key in view})

@@ -79,21 +79,22 @@ def to_torch_state_dict(
     translation = _TRANSLATIONS[base]
     groups = []
     for index, group in enumerate(saved["param_groups"]):
-        if group.get("decay_to_reference") and value(group["weight_decay"]) != 0:
+        # By the flags, not today's λ: a schedule may have set it to 0 for now.
+        if group.get("decay_to_reference"):
             raise ValueError(
                 f"param group {index}: no torch.optim equivalent: it decays towards reference "
                 "weights (decay_towards), which torch's classes cannot"
             )
         unknown = _OURS + translation.unknown_to_torch
         torch_group = {k: v for k, v in group.items() if k not in unknown}
+        if group["decoupled_weight_decay"] and group.get("cautious_weight_decay"):
+            refuse_unless(
+                approximate,
+                index,
+                "cautious_weight_decay=True masks the decay by the sign of each update, "
+                "which torch's classes cannot; approximate=True gives plain decoupled decay",
+            )
         if group["decoupled_weight_decay"] and value(group["weight_decay"]) != 0:
-            if group.get("cautious_weight_decay"):
-                refuse_unless(
-                    approximate,
-                    index,
-                    "cautious_weight_decay=True masks the decay by the sign of each update, "
-                    "which torch's classes cannot; approximate=True gives plain decoupled decay",
-                )
             torch_group.update(translation.translate(index, group, approximate))
         groups.append(torch_group)
     return {"state": saved["state"], "param_groups": groups}

@@ -264,3 +264,13 @@ def test_bad_input_is_refused_with_the_argument_and_range():
         scheduler.step()
         scheduler.step()
     assert optimizer.param_groups[0]["weight_decay"] == 0.0
+
+
+def test_a_refused_step_leaves_the_schedule_where_it_was():
+    optimizer = l2optim.AdamW(_params(), weight_decay=0.1)
+    scheduler = l2optim.CosineWeightDecay(optimizer, 0.4, total_steps=4)
+    optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
+    for _ in range(2):
+        with pytest.raises(ValueError, match="1 weight decays for 2 param groups"):
+            scheduler.step()
+    assert scheduler.last_epoch == 0

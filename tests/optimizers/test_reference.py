@@ -215,3 +215,69 @@ def test_bad_references_and_combinations_are_refused_and_change_nothing():
             opt.step()
         params = opt.param_groups[0]["params"]
         assert all(torch.equal(p, b) for p, b in zip(params, before, strict=True))
+
+
+def test_a_group_at_lambda_zero_keeps_its_references_away_from_the_base():
+    """decay_towards() covers the exempt group too, and a warm-up starts every λ at 0:
+    torch's Adam must still start its state at the first step."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    optimizer = l2optim.AdamW(l2optim.decay_groups(model, 0.1), lr=LR)
+    optimizer.decay_towards()
+    warm_up = l2optim.LambdaWeightDecay(optimizer, lambda t: min(1.0, t / 2))
+    for _ in range(4):
+        optimizer.zero_grad()
+        model(torch.randn(5, 3)).pow(2).mean().backward()
+        optimizer.step()
+        warm_up.step()
+    assert {"step", "exp_avg", "decay_reference"} <= set(optimizer.state[model[1].weight])
+
+
+def test_a_fused_group_beside_does_not_shift_which_references_are_hidden():
+    fused, toward = _params(), _params(seed=3)
+    optimizer = l2optim.RMSpropW(
+        [{"params": fused, "fused": True}, {"params": toward}], lr=LR, weight_decay=LAMBDA
+    )
+    optimizer.decay_towards({p: torch.zeros_like(p) for p in toward})
+    for p in fused + toward:
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    assert all("square_avg" in optimizer.state[p] for p in toward)
+
+
+def test_a_group_without_references_is_refused_before_anything_changes():
+    params, more = _params(), _params(seed=3)
+    optimizer = l2optim.SGD(params, lr=LR, weight_decay=LAMBDA)
+    optimizer.add_param_group({"params": more, "decay_to_reference": True})
+    for p in params + more:
+        p.grad = torch.ones_like(p)
+    before = [p.detach().clone() for p in params + more]
+    with pytest.raises(ValueError, match="param group 1 decays towards references .* has none"):
+        optimizer.step()
+    for p, b in zip(params + more, before, strict=True):
+        assert torch.equal(p, b) and torch.equal(p.grad, torch.ones_like(p))
+
+
+@pytest.mark.parametrize("cls", [l2optim.AdamW, l2optim.RMSpropW, l2optim.Adam])
+def test_a_compiled_first_step_decays_towards_the_reference_as_eager(cls):
+    def run(compiled):
+        params = _params()
+        optimizer = cls(params, lr=LR, weight_decay=LAMBDA)
+        optimizer.decay_towards(_references())
+        step = torch.compile(optimizer.step, backend="eager") if compiled else optimizer.step
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator)
+            step()
+        return params
+
+    for a, b in zip(run(True), run(False), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_torch_state_refuses_references_whatever_lambda_is_today():
+    optimizer = l2optim.AdamW(_params(), lr=LR, weight_decay=0.1)
+    optimizer.decay_towards()
+    l2optim.LambdaWeightDecay(optimizer, lambda t: 0.0)  # a warm-up at its start
+    with pytest.raises(ValueError, match="decays towards reference weights"):
+        l2optim.to_torch_state_dict(optimizer, approximate=True)
