@@ -11,13 +11,20 @@ from torch import Tensor, nn
 import l2optim
 
 #: The l2optim optimizers each framework resumes, with settings that give them state
-#: (momentum, moments) and, for one, the scaling that follows the schedule.
+#: (momentum, moments), one with the scaling that follows the schedule, one with
+#: cautious and corrected decay.
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
     "SGDW": (l2optim.SGDW, {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.05}),
     "AdamW": (l2optim.AdamW, {"lr": 0.01, "weight_decay": 0.05}),
     "RMSpropW": (
         l2optim.RMSpropW,
         {"lr": 0.01, "momentum": 0.5, "weight_decay": 0.05, "weight_decay_scaling": "schedule"},
+    ),
+    # The newer rules, set as a user sets them: constructor arguments.
+    "AdamW-cautious-corrected": (
+        l2optim.AdamW,
+        {"lr": 0.01, "weight_decay": 0.05, "cautious_weight_decay": True,
+         "weight_decay_scaling": "corrected"},
     ),
 }
 
