@@ -17,7 +17,12 @@ after each epoch (``l2optim.select_lambda_fast``'s interface):
   annealing, 60 epochs of 20;
 * ``wide_regression``: an MLP (100-64-1, tanh) on 150 rows of 100 features, 5 of which
   carry a signal, MSE, coupled ``l2optim.RMSprop`` under a step decay (×0.3 twice), 60
-  epochs of 16.
+  epochs of 16;
+* ``two_towers``: a classifier whose groups want different λ: 60 features each carry a
+  weak linear effect on the class (a linear tower, 60-3) and 5 carry a strong nonlinear one
+  (an MLP tower, 5-32-3, ReLU); the towers' logits add. 300 rows, cross-entropy scored by
+  log loss, coupled ``l2optim.SGD`` (momentum 0.9) under cosine annealing, 60 epochs of 20.
+  One λ must either let the dense tower overfit or starve the strong one.
 
 For each data split (a new train/test partition and seed; no search sees the test rows)
 every method chooses λ from the training rows; the final model then trains on every
@@ -199,10 +204,45 @@ def wide_regression(split: int) -> Loop:
     )
 
 
+class TwoTowers(nn.Module):
+    """A linear tower on the many weak features and an MLP on the few strong ones."""
+
+    def __init__(self, dense: int, strong: int, classes: int) -> None:
+        super().__init__()
+        self.dense = dense
+        self.linear = nn.Linear(dense, classes)
+        self.mlp = nn.Sequential(nn.Linear(strong, 32), nn.ReLU(), nn.Linear(32, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x[..., : self.dense]) + self.mlp(x[..., self.dense :])
+
+
+def two_towers(split: int) -> Loop:
+    rng = np.random.default_rng(8000 + split)
+    n, n_test, dense, strong, classes = 300, 1000, 60, 5, 3
+    x = rng.normal(size=(n + n_test, dense + strong))
+    weak = x[:, :dense] @ rng.normal(scale=0.15, size=(dense, classes))
+    hidden = np.maximum(x[:, dense:] @ rng.normal(size=(strong, 16)), 0)
+    logits = weak + hidden @ rng.normal(scale=0.5, size=(16, classes))
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    y = np.array([rng.choice(classes, p=row) for row in probabilities])
+    x_train, x_test = _standardise(x[:n], x[n:])
+    return Loop(
+        "two_towers", (1e-5, 1.0), 60, _tensor(x_train), torch.as_tensor(y[:n]),
+        _tensor(x_test), torch.as_tensor(y[n:]),
+        model=lambda: TwoTowers(dense, strong, classes),
+        optimizer=lambda groups, lam: l2optim.SGD(groups, lr=0.05, momentum=0.9),
+        schedule=lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps),
+        loss=nn.functional.cross_entropy, batch_size=20, seed=split,
+    )
+
+
 PROBLEMS: dict[str, Callable[[int], Loop]] = {
     "regression": regression,
     "noisy_classes": noisy_classes,
     "wide_regression": wide_regression,
+    "two_towers": two_towers,
 }
 
 
