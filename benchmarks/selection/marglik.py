@@ -1,29 +1,40 @@
-"""λ in one training run, per layer, by the Laplace evidence (a prototype, measured).
+"""λ per layer in one training run, from the Laplace evidence (a prototype, measured).
 
-Run: ``python benchmarks/selection/marglik.py --problems regression,wide_regression
---splits 10 --cache FILE`` (the ``--cache`` file of ``own_loops.py``, which holds full CV's
-choice and its test loss per split; without it full CV runs here). Nothing is asserted.
+Run: ``python benchmarks/selection/marglik.py --problems noisy_classes --splits 10 --cache
+FILE`` (the ``--cache`` file of ``own_loops.py``, which holds full CV's choice and its test
+losses per split; without it full CV runs here). Nothing is asserted. Variants: ``--tied``
+(one λ for every layer), ``--curvature diagonal``, ``--rows M`` (the curvature of M rows
+drawn at each update), ``--every E``; beside it, ``--across-runs K`` (one λ by the best
+evidence at the end of K completed runs), ``--group-grid K`` (the best pair of a K × K grid
+of first-layer and other-layer λ on the test rows, an oracle) and ``--layers A,B`` (only
+train at given λ per layer).
 
-Coupled L2 is a Gaussian prior: minimising the mean squared error plus (λ/2)·‖θ‖² is
-maximising the posterior of a model with noise precision β and prior precision α when
-λ = 2α/(β·N). MacKay's evidence fixed point (MacKay 1992; the layer-wise prior precisions
-of Immer et al., ICML 2021, with a diagonal generalised Gauss-Newton in place of their
-Kronecker factors) chooses one α per layer from the training rows alone:
+The problems are ``own_loops.py``'s, trained by their own loops, schedules and optimizers.
+Coupled L2 is a Gaussian prior. Minimising the mean loss plus (λ/2)·‖θ‖² is maximising the
+posterior of a model with prior precision α when λ = α/N (cross-entropy) or λ = 2α/(βN)
+(mean squared error with noise precision β). The decoupled form is a prior too: at the
+fixed point of a decoupled Adam step, m̂/(√v̂ + ε) = −λ·θ, so the gradient of the loss
+equals −λ·(√v̂ + ε)·θ, a coupled L2 whose strength per coordinate is λ·c_j with
+c_j = √v̂_j + ε. The prior precision of coordinate j is then α_g·c_j: one α per layer,
+shaped by Adam's second moments (c_j = 1 for SGD and for the coupled form). The evidence
+chooses each layer's α from the training rows alone (Immer et al., ICML 2021, optimise the
+same evidence online):
 
-    γ_g = Σ_{j∈g} β·h_j / (β·h_j + α_g),   α_g ← γ_g / ‖θ_g‖²,
-    β ← (N − γ) / Σ_i (y_i − f_i)²,
+    log p(D | α, β) ≈ log p(D | θ) − ½ Σ_g α_g ‖θ_g‖²_c − ½ log det(I + L^½ K L^½),
+    K = Σ_g J_g diag(1/c) J_gᵀ / α_g,
 
-h_j = Σ_i (∂f_i/∂θ_j)² the diagonal GGN, γ the well-determined parameters (the undecayed
-biases and norms count fully). The final model trains once on all training rows with each
-layer's weight matrix in its own param group; after a burn-in the updates run every few
-epochs and set λ_g = 2α_g/(β·N) in the groups. Cost: the training run plus one pass of
-per-row Jacobians per update (counted as one epoch of rows each).
+J the Jacobian of the network's outputs on the N training rows and L the Hessian of the
+loss in the outputs (β for squared error, diag(p) − ppᵀ per row for cross-entropy). This is
+the generalised Gauss-Newton's determinant written in the rows' space (``--curvature
+exact``): it is exact for any number of parameters, and cheap while N·classes is a few
+hundred. The undecayed biases have a nearly flat prior (α = 1e-4). Every ``--every`` epochs after
+the first quarter, the final model's training pauses, L-BFGS maximises the evidence over
+log α (and log β) at the current weights, and each layer's group takes its λ, moved at most
+2× per update. Cost: the training run plus one Jacobian pass per update, counted as one
+epoch of rows per output.
 
-The problems are ``own_loops.py``'s two regressions with their loops, schedules and
-optimizers, the decay coupled (a Gaussian prior): ``regression`` trains with AdamW's
-update and coupled L2 here (its full CV chose a decoupled λ; the comparison is of test
-losses, the quantity a user keeps); ``wide_regression`` is coupled RMSprop as in
-``own_loops.py``.
+``--curvature diagonal`` is the first version: MacKay's fixed point α_g ← γ_g/‖θ_g‖²_c with
+a diagonal GGN and β from the residuals (one output only).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import argparse
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -45,10 +57,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import own_loops  # noqa: E402
 from _study import Cache  # noqa: E402
 
-BURN_IN, EVERY = 0.25, 2  # first update after a quarter of the epochs, then every 2 epochs
+BURN_IN = 0.25  # the first update after a quarter of the epochs
 MAX_CHANGE = 2.0  # λ moves at most by this factor per update
+FLAT = 1e-4  # the prior precision of the undecayed parameters
 TRACE = os.environ.get("MARGLIK_TRACE") == "1"
-NOISE = os.environ.get("MARGLIK_NOISE", "ml")
 
 
 def layer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -61,24 +73,173 @@ def layer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [*groups, rest]
 
 
-def diagonal_ggn(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Σ_i (∂f_i/∂θ)² per parameter, for a model with one output per row."""
+def row_jacobians(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """∂f/∂θ per parameter, one row per (training row, output), in float64."""
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def output(p, row):
-        return functional_call(model, p, (row.unsqueeze(0),)).squeeze()
+        return functional_call(model, p, (row.unsqueeze(0),)).squeeze(0)
 
     jacobians = vmap(jacrev(output), in_dims=(None, 0))(params, x)
-    return {k: j.pow(2).sum(0) for k, j in jacobians.items()}
+    return {k: j.reshape(-1, params[k].numel()).double() for k, j in jacobians.items()}
 
 
-def train_with_evidence(loop: own_loops.Loop, coupled_optimizer, lam0: float):
-    """The final model on every training row, λ per layer from the evidence; its test loss,
-    the λ it ended with and the cost in training runs."""
+def fixed_point_weights(optimizer: torch.optim.Optimizer, group: dict) -> torch.Tensor:
+    """c_j: the coupled L2 that the group's λ is at the fixed point, per unit λ."""
+    p = group["params"][0]
+    state = optimizer.state[p]
+    if group.get("decoupled_weight_decay") and "exp_avg_sq" in state:  # Adam's family
+        v = state["exp_avg_sq"] / (1 - group["betas"][1] ** float(state["step"]))
+        return (v.sqrt() + group["eps"]).double().flatten()
+    if group.get("decoupled_weight_decay") and "square_avg" in state:  # RMSprop
+        return (state["square_avg"].sqrt() + group["eps"]).double().flatten()
+    return torch.ones(p.numel(), dtype=torch.float64)
+
+
+class Evidence:
+    """The Laplace evidence at the current weights as a function of (log α, log β)."""
+
+    def __init__(
+        self, model, optimizer, groups, x, y, classification: bool, rows: torch.Tensor | None = None
+    ) -> None:
+        # The curvature from a subset of the rows (``rows``) stands for all N: its kernels
+        # are scaled by N/m; the fit term always sums over every row.
+        rows = torch.arange(len(y)) if rows is None else rows
+        scale = len(y) / len(rows)
+        jacobians = row_jacobians(model, x[rows])
+        named = dict(model.named_parameters())
+        decayed = [g["param_names"][0] for g in groups[:-1]]
+        with torch.no_grad():
+            out = model(x).double()
+        if classification:
+            p = out[rows].softmax(-1)
+            hessian = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+            values, vectors = torch.linalg.eigh(hessian)
+            self.root = vectors @ torch.diag_embed(values.clamp_min(0).sqrt()) @ vectors.mT
+            self.nll = float(nn.functional.cross_entropy(out, y, reduction="sum"))
+        else:
+            self.root = None
+            self.rss = float((out.squeeze(-1) - y.double()).pow(2).sum())
+        self.classification, self.n = classification, len(y)
+        self.kernels, self.norms = [], []
+        for name, group in zip(decayed, groups[:-1], strict=True):
+            c = fixed_point_weights(optimizer, group)
+            kernel = (jacobians[name] / c) @ jacobians[name].T
+            self.kernels.append(self._sandwich(kernel * scale))
+            theta = named[name].detach().double().flatten()
+            self.norms.append(float((theta.pow(2) * c).sum()))
+        flat = [jacobians[k] for k in jacobians if k not in decayed]
+        self.flat = self._sandwich(sum(j @ j.T for j in flat) * scale / FLAT)
+
+    def _sandwich(self, kernel: torch.Tensor) -> torch.Tensor:
+        """L^½ K L^½, L^½ block-diagonal with one (classes × classes) block per row."""
+        if self.root is None:
+            return kernel
+        n, c = self.root.shape[:2]
+        blocks = kernel.reshape(n, c, n, c)
+        return torch.einsum("iab,ibjd,jdc->iajc", self.root, blocks, self.root).reshape(n * c, -1)
+
+    def negative_log(self, log_alpha: torch.Tensor, log_beta: torch.Tensor) -> torch.Tensor:
+        alpha = log_alpha.exp()
+        kernel = self.flat + sum(k / a for k, a in zip(self.kernels, alpha, strict=True))
+        if self.classification:
+            fit, beta = self.nll, 1.0
+        else:
+            beta = log_beta.exp()
+            fit = beta / 2 * self.rss - self.n / 2 * log_beta
+        eye = torch.eye(kernel.shape[0], dtype=kernel.dtype)
+        prior = sum(a * q for a, q in zip(alpha, self.norms, strict=True)) / 2
+        return fit + prior + torch.linalg.slogdet(eye + beta * kernel)[1] / 2
+
+    def maximise(self, alpha: np.ndarray, beta: float, tied: bool) -> tuple[np.ndarray, float]:
+        log_alpha = torch.tensor(np.log(alpha[:1] if tied else alpha), requires_grad=True)
+        log_beta = torch.tensor(math.log(beta), dtype=torch.float64, requires_grad=True)
+        search = torch.optim.LBFGS([log_alpha, log_beta], max_iter=20,
+                                   line_search_fn="strong_wolfe", tolerance_grad=1e-9)
+
+        def closure():
+            search.zero_grad()
+            value = self.negative_log(log_alpha.expand(len(alpha)), log_beta)
+            value.backward()
+            return value
+
+        search.step(closure)
+        found = log_alpha.detach().expand(len(alpha)).exp().numpy().copy()
+        return found, float(log_beta.detach().exp())
+
+
+def negative_log_evidence_at(evidence: Evidence, lam: float, n: int) -> float:
+    """−log evidence with every layer's prior set by the λ it trained with (the noise
+    precision β at its best)."""
+    layers = len(evidence.kernels)
+    if evidence.classification:
+        log_alpha = torch.full((layers,), math.log(lam * n), dtype=torch.float64)
+        return float(evidence.negative_log(log_alpha, torch.zeros((), dtype=torch.float64)))
+    log_beta = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    search = torch.optim.LBFGS([log_beta], max_iter=50, line_search_fn="strong_wolfe")
+
+    def value():
+        # λ = 2α/(βN): the prior precision moves with β at a fixed λ
+        log_alpha = (math.log(lam * n / 2) + log_beta).expand(layers)
+        return evidence.negative_log(log_alpha, log_beta)
+
+    def closure():
+        search.zero_grad()
+        v = value()
+        v.backward()
+        return v
+
+    search.step(closure)
+    return float(value().detach())
+
+
+def across_runs(loop: own_loops.Loop, points: int) -> tuple[float, float]:
+    """One λ, the best evidence at the end of completed runs on every training row over a
+    log grid of the bounds (no folds): its test loss and the λ."""
+    classification = not torch.is_floating_point(loop.y)
+    found = []
+    for lam in np.geomspace(*loop.bounds, points):
+        model, optimizer, groups = train_layers(loop, [float(lam)] * layer_count(loop))
+        evidence = Evidence(model, optimizer, groups, loop.x, loop.y, classification)
+        with torch.no_grad():
+            test = float(loop.loss(model(loop.x_test), loop.y_test))
+        found.append((negative_log_evidence_at(evidence, float(lam), loop.n), test, lam))
+    _, test, lam = min(found)
+    return test, float(lam)
+
+
+def diagonal_update(model, optimizer, groups, x, y, alphas, beta):
+    """MacKay's fixed point α_g ← γ_g/‖θ_g‖²_c with a diagonal GGN (one output)."""
+    h = {k: j.pow(2).sum(0) for k, j in row_jacobians(model, x).items()}
+    with torch.no_grad():
+        rss = float((model(x).squeeze(-1) - y).pow(2).sum())
+    named = dict(model.named_parameters())
+    for i, group in enumerate(groups[:-1]):
+        name = group["param_names"][0]
+        c = fixed_point_weights(optimizer, group)
+        hb, prior = beta * h[name], alphas[i] * c
+        gamma = float((hb / (hb + prior)).sum())
+        theta = named[name].detach().double().flatten()
+        alphas[i] = max(gamma, 1e-8) / max(float((theta.pow(2) * c).sum()), 1e-12)
+    # The diagonal counts more well-determined parameters than rows (it ignores their
+    # correlations), so MacKay's β oscillates: the residuals' maximum likelihood instead.
+    return alphas, len(y) / max(rss, 1e-12)
+
+
+def layer_count(loop: own_loops.Loop) -> int:
+    torch.manual_seed(loop.seed)
+    return len(layer_groups(loop.model(), 0.0)) - 1
+
+
+def train_layers(loop: own_loops.Loop, lambdas: list[float], update=None):
+    """The final model on every training row, a λ per layer; ``update(epoch, model,
+    optimizer, groups)`` runs after each epoch and may change the groups' λ."""
     torch.manual_seed(loop.seed)
     model = loop.model()
-    groups = layer_groups(model, lam0)
-    optimizer = coupled_optimizer(groups)
+    groups = layer_groups(model, 0.0)
+    for group, lam in zip(groups, lambdas, strict=False):
+        group["weight_decay"] = lam
+    optimizer = loop.optimizer(groups, 0.0)
     loader = DataLoader(
         TensorDataset(loop.x, loop.y),
         batch_size=loop.batch_size,
@@ -86,76 +247,112 @@ def train_with_evidence(loop: own_loops.Loop, coupled_optimizer, lam0: float):
         generator=torch.Generator().manual_seed(loop.seed),
     )
     schedule = loop.schedule(optimizer, loop.epochs * len(loader))
-    n = len(loop.y)
-    alphas = [lam0 * n / 2] * (len(groups) - 1)  # β = 1 to start: λ = 2α/N
-    beta, passes = 1.0, 0
-    names = [g["param_names"][0] for g in groups[:-1]]
+    noise = torch.Generator().manual_seed(loop.seed + 1)
     for epoch in range(loop.epochs):
         model.train()
         for xb, yb in loader:
+            if loop.augment is not None:
+                xb = loop.augment(xb, noise)
             optimizer.zero_grad()
             loop.loss(model(xb), yb).backward()
             optimizer.step()
             schedule.step()
-        done = epoch + 1
-        if done >= BURN_IN * loop.epochs and done % EVERY == 0 and done < loop.epochs:
-            model.eval()
-            h = diagonal_ggn(model, loop.x)
-            passes += 1
-            with torch.no_grad():
-                residual = (model(loop.x).squeeze(-1) - loop.y).pow(2).sum().item()
-            gammas = []
-            named = dict(model.named_parameters())
-            for i, name in enumerate(names):
-                hb = beta * h[name]
-                gamma = float((hb / (hb + alphas[i])).sum())
-                norm = float(named[name].detach().pow(2).sum())
-                alphas[i] = max(gamma, 1e-8) / max(norm, 1e-12)
-                gammas.append(gamma)
-            if NOISE == "mackay":
-                free = sum(p.numel() for p in groups[-1]["params"])
-                beta = max(n - sum(gammas) - free, 1.0) / max(residual, 1e-12)
-            else:
-                # A diagonal GGN counts more well-determined parameters than rows (γ > N
-                # here: it ignores their correlations), which makes MacKay's β oscillate;
-                # the maximum-likelihood noise of the training residuals instead.
-                beta = n / max(residual, 1e-12)
-            for group, alpha in zip(groups[:-1], alphas, strict=True):
-                # Damped: θ is not the MAP of the current λ mid-training, and an undamped
-                # fixed point runs away (a larger λ shrinks θ, which raises α).
-                target = 2 * alpha / (beta * n)
-                old = group["weight_decay"]
-                group["weight_decay"] = min(max(target, old / MAX_CHANGE), old * MAX_CHANGE)
-            if TRACE:
-                print(f"    epoch {done}: gamma {[round(g, 1) for g in gammas]} beta {beta:.3g} "
-                      f"lambda {[round(g['weight_decay'], 4) for g in groups[:-1]]}")
-    model.eval()
+        model.eval()
+        if update is not None and epoch + 1 < loop.epochs:
+            update(epoch + 1, model, optimizer, groups)
+    return model, optimizer, groups
+
+
+def train_with_evidence(loop: own_loops.Loop, curvature: str, tied: bool, every: int,
+                        lam0: float, rows: int | None = None):
+    """The final model on every training row, λ per layer from the evidence; its test loss,
+    the λ it ended with and the cost in training runs."""
+    classification = not torch.is_floating_point(loop.y)
+    n = loop.n
+    with torch.no_grad():
+        outputs = loop.model()(loop.x[:1]).shape[-1]
+    state = {"beta": 1.0, "passes": 0}
+    generator = torch.Generator().manual_seed(loop.seed)
+
+    def lam_per_alpha(beta: float) -> float:
+        return 1 / n if classification else 2 / (beta * n)
+
+    state["alphas"] = np.full(layer_count(loop), lam0 / lam_per_alpha(1.0))
+
+    def update(done, model, optimizer, groups):
+        if done < BURN_IN * loop.epochs or done % every:
+            return
+        if curvature == "exact":
+            subset = None
+            if rows is not None and rows < n:
+                subset = torch.randperm(n, generator=generator)[:rows]
+            evidence = Evidence(model, optimizer, groups, loop.x, loop.y, classification, subset)
+            alphas, beta = evidence.maximise(state["alphas"], state["beta"], tied)
+            state["passes"] += outputs * min(rows or n, n) / n
+        else:
+            alphas, beta = diagonal_update(model, optimizer, groups, loop.x, loop.y,
+                                           state["alphas"], state["beta"])
+            state["passes"] += 1
+        state.update(alphas=alphas, beta=beta)
+        for group, alpha in zip(groups[:-1], alphas, strict=True):
+            # Damped: θ is not the MAP of the current λ mid-training, and a jump runs away
+            # (a larger λ shrinks θ, which raises α).
+            target, old = alpha * lam_per_alpha(beta), group["weight_decay"]
+            group["weight_decay"] = min(max(target, old / MAX_CHANGE), old * MAX_CHANGE)
+        if TRACE:
+            print(f"    epoch {done}: beta {beta:.3g} "
+                  f"λ {[round(g['weight_decay'], 4) for g in groups[:-1]]}")
+
+    model, _, groups = train_layers(loop, [lam0] * layer_count(loop), update)
     with torch.no_grad():
         test = float(loop.loss(model(loop.x_test), loop.y_test))
     lambdas = [g["weight_decay"] for g in groups[:-1]]
-    return test, lambdas, 1 + passes / loop.epochs
+    return test, lambdas, 1 + state["passes"] / loop.epochs
 
 
-OPTIMIZERS = {
-    # AdamW's update with the decay coupled: a Gaussian prior.
-    "regression": lambda groups: l2optim.AdamW(groups, lr=1e-2, decoupled_weight_decay=False),
-    "wide_regression": lambda groups: l2optim.RMSprop(groups, lr=1e-3),
-}
+def test_loss(loop: own_loops.Loop, lambdas: list[float]) -> float:
+    model, *_ = train_layers(loop, lambdas)
+    with torch.no_grad():
+        return float(loop.loss(model(loop.x_test), loop.y_test))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", default="regression,wide_regression")
+    parser.add_argument("--problems", default="regression,wide_regression,noisy_classes")
     parser.add_argument("--splits", type=int, default=10)
     parser.add_argument("--first-split", type=int, default=0)
-    parser.add_argument("--lam0", type=float, default=1e-2, help="λ before the first update")
+    parser.add_argument("--curvature", choices=["exact", "diagonal"], default="exact")
+    parser.add_argument("--tied", action="store_true", help="one λ for every layer")
+    parser.add_argument("--every", type=int, default=4, help="epochs between updates")
+    parser.add_argument("--lam0", type=float, default=0.1, help="λ before the first update")
+    parser.add_argument("--rows", type=int, help="the curvature from this many rows, drawn "
+                        "anew at each update (default: every training row)")
     parser.add_argument("--cache", help="own_loops.py's cache of full CV")
+    parser.add_argument("--across-runs", type=int, default=0, metavar="K",
+                        help="also one λ by the best evidence at the end of K completed runs "
+                        "on a log grid (K runs, no folds)")
+    parser.add_argument("--layers", help="only train at these λ per layer (comma-separated; "
+                        "the last one for every later layer) and print the test losses")
+    parser.add_argument("--group-grid", type=int, default=0, metavar="K",
+                        help="also the best of a K×K grid of (the first layer's λ, the other "
+                        "layers' λ) on the test rows: what a λ per group can gain (an oracle)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cache = Cache(args.cache)
+    own_loops.PROBLEMS["regression"](0).test_loss(0.1)  # warm up before anything is timed
     for name in args.problems.split(","):
-        excess, costs = [], []
-        print(f"\n{name}: evidence λ per layer in one run, against full 5-fold CV's single λ")
+        if args.layers:
+            given = [float(v) for v in args.layers.split(",")]
+            for split in range(args.first_split, args.first_split + args.splits):
+                loop = own_loops.PROBLEMS[name](split)
+                count = layer_count(loop)
+                lambdas = [*given, *[given[-1]] * count][:count]
+                print(f"{name} split {split}: λ per layer {lambdas} test "
+                      f"{test_loss(loop, lambdas):.4f}")
+            continue
+        excess, costs, slowdown, grid_gain, across = [], [], [], [], []
+        print(f"\n{name}: evidence λ per layer in one run ({args.curvature} curvature"
+              f"{', tied' if args.tied else ''}), against full 5-fold CV's single λ")
         for split in range(args.first_split, args.first_split + args.splits):
             loop = own_loops.PROBLEMS[name](split)
             entry = cache.entry(name, split)
@@ -164,20 +361,47 @@ def main() -> None:
                 entry["full CV"] = (lam, cost, math.nan)
             full_lam = entry["full CV"][0]
             key = repr(float(full_lam))
-            if key not in entry["test"]:
-                entry["test"][key] = loop.test_loss(float(full_lam))
+            start = time.perf_counter()
+            test_at_full = loop.test_loss(float(full_lam))
+            plain = time.perf_counter() - start
+            entry["test"].setdefault(key, test_at_full)
             cache.save()
-            test, lambdas, cost = train_with_evidence(loop, OPTIMIZERS[name], args.lam0)
+            start = time.perf_counter()
+            test, lambdas, cost = train_with_evidence(
+                loop, args.curvature, args.tied, args.every, args.lam0, args.rows
+            )
+            slowdown.append((time.perf_counter() - start) / plain)
             excess.append(test / entry["test"][key] - 1)
             costs.append(cost)
+            if args.across_runs:
+                test_r, lam_r = across_runs(loop, args.across_runs)
+                across.append((test_r / entry["test"][key] - 1, args.across_runs))
+                print(f"    across {args.across_runs} completed runs: λ={lam_r:.3g} test {test_r:.4f} "
+                      f"({across[-1][0]:+.1%})")
+            if args.group_grid:
+                grid = np.geomspace(*loop.bounds, args.group_grid)
+                best = min(
+                    (test_loss(loop, [a, *[b] * (len(lambdas) - 1)]), a, b)
+                    for a in grid for b in grid
+                )
+                single = min(v for k, v in entry["test"].items() if float(k) > 0)
+                grid_gain.append(best[0] / entry["test"][key] - 1)
+                print(f"    grid of {args.group_grid}×{args.group_grid} on the test rows: best "
+                      f"{best[0]:.4f} ({grid_gain[-1]:+.1%}) at first {best[1]:.3g}, others "
+                      f"{best[2]:.3g}; the best single λ tried on the test rows {single:.4f}")
             print(
                 f"  split {split}: full CV λ={full_lam:.3g} test {entry['test'][key]:.4f}; "
                 f"evidence λ per layer {[f'{v:.3g}' for v in lambdas]} test {test:.4f} "
-                f"({excess[-1]:+.1%}), {cost:.2f} runs"
+                f"({excess[-1]:+.1%}), {cost:.2f} runs, {slowdown[-1]:.2f}× the seconds"
             )
         print(
             f"  mean over {len(excess)} splits: excess {np.mean(excess):+.2%}, worst "
-            f"{np.max(excess):+.1%}, runs {np.mean(costs):.2f}"
+            f"{np.max(excess):+.1%}, runs {np.mean(costs):.2f}, seconds "
+            f"{np.mean(slowdown):.2f}× one plain training"
+            + (f"; per-group grid oracle {np.mean(grid_gain):+.2%}" if grid_gain else "")
+            + (f"; across runs {np.mean([e for e, _ in across]):+.2%}, worst "
+               f"{max(e for e, _ in across):+.1%}, {np.mean([r for _, r in across]):.1f} runs"
+               if across else "")
         )
 
 
