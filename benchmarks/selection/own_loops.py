@@ -136,6 +136,13 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mean) / sd, (test - mean) / sd
 
 
+def _sample_classes(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One class per row, drawn from the softmax of its logits."""
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    probabilities /= probabilities.sum(1, keepdims=True)
+    return np.array([rng.choice(logits.shape[1], p=row) for row in probabilities])
+
+
 def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(a, dtype=torch.float32)
 
@@ -167,9 +174,7 @@ def noisy_classes(split: int) -> Loop:
     n, n_test, p, informative, classes = 200, 1000, 80, 5, 3
     x = rng.normal(size=(n + n_test, p))
     logits = 2 * x[:, :informative] @ rng.normal(size=(informative, classes))
-    probabilities = np.exp(logits - logits.max(1, keepdims=True))
-    probabilities /= probabilities.sum(1, keepdims=True)
-    y = np.array([rng.choice(classes, p=row) for row in probabilities])
+    y = _sample_classes(logits, rng)
     x_train, x_test = _standardise(x[:n], x[n:])
     return Loop(
         "noisy_classes", (1e-5, 1.0), 60, _tensor(x_train), torch.as_tensor(y[:n]),
@@ -224,9 +229,7 @@ def two_towers(split: int) -> Loop:
     weak = x[:, :dense] @ rng.normal(scale=0.15, size=(dense, classes))
     hidden = np.maximum(x[:, dense:] @ rng.normal(size=(strong, 16)), 0)
     logits = weak + hidden @ rng.normal(scale=0.5, size=(16, classes))
-    probabilities = np.exp(logits - logits.max(1, keepdims=True))
-    probabilities /= probabilities.sum(1, keepdims=True)
-    y = np.array([rng.choice(classes, p=row) for row in probabilities])
+    y = _sample_classes(logits, rng)
     x_train, x_test = _standardise(x[:n], x[n:])
     return Loop(
         "two_towers", (1e-5, 1.0), 60, _tensor(x_train), torch.as_tensor(y[:n]),
