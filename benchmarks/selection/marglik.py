@@ -1,15 +1,17 @@
 """λ per layer in one training run, from the Laplace evidence (a prototype, measured).
 
 Run: ``python benchmarks/selection/marglik.py --problems noisy_classes --splits 10 --cache
-FILE`` (the ``--cache`` file of ``own_loops.py``, which holds full CV's choice and its test
-losses per split; without it full CV runs here). Nothing is asserted. Variants: ``--tied``
+FILE`` (the ``--cache`` file of ``own_loops.py``, or of ``lambda_cost.py`` for its problems,
+which holds full CV's choice per split; without it full CV runs here). Nothing is asserted. Variants: ``--tied``
 (one λ for every layer), ``--curvature diagonal``, ``--rows M`` (the curvature of M rows
 drawn at each update), ``--every E``; beside it, ``--across-runs K`` (one λ by the best
 evidence at the end of K completed runs), ``--group-grid K`` (the best pair of a K × K grid
 of first-layer and other-layer λ on the test rows, an oracle) and ``--layers A,B`` (only
 train at given λ per layer).
 
-The problems are ``own_loops.py``'s, trained by their own loops, schedules and optimizers.
+The problems are ``own_loops.py``'s, trained by their own loops, schedules and optimizers,
+and ``lambda_cost.py``'s (digits, noisy_regression, breast_cancer) trained by a loop here with
+a FoldTrainer's setting: the same data, network, optimizer, loss, epochs and batch size.
 Coupled L2 is a Gaussian prior. Minimising the mean loss plus (λ/2)·‖θ‖² is maximising the
 posterior of a model with prior precision α when λ = α/N (cross-entropy) or λ = 2α/(βN)
 (mean squared error with noise precision β). The decoupled form is a prior too: at the
@@ -40,6 +42,7 @@ a diagonal GGN and β from the residuals (one output only).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -61,6 +64,7 @@ BURN_IN = 0.25  # the first update after a quarter of the epochs
 MAX_CHANGE = 2.0  # λ moves at most by this factor per update
 FLAT = 1e-4  # the prior precision of the undecayed parameters
 TRACE = os.environ.get("MARGLIK_TRACE") == "1"
+BERNOULLI = {"breast_cancer"}  # the problems trained with binary cross-entropy
 
 
 def layer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -96,11 +100,25 @@ def fixed_point_weights(optimizer: torch.optim.Optimizer, group: dict) -> torch.
     return torch.ones(p.numel(), dtype=torch.float64)
 
 
+def likelihood_of(loop: own_loops.Loop) -> str:
+    """The likelihood the training loss is: class labels are categorical, a single logit
+    under binary cross-entropy Bernoulli, anything else Gaussian."""
+    if not torch.is_floating_point(loop.y):
+        return "categorical"
+    return "bernoulli" if loop.name in BERNOULLI else "gaussian"
+
+
+def squared_error_scale(loop: own_loops.Loop) -> float:
+    """s in loss = s·mean(r²): 1 for the mean squared error, ½ for FoldTrainer's default. The
+    Gaussian's λ is then 2s·α/(βN)."""
+    return float(loop.loss(torch.zeros(1, 1), torch.ones(1)))
+
+
 class Evidence:
     """The Laplace evidence at the current weights as a function of (log α, log β)."""
 
     def __init__(
-        self, model, optimizer, groups, x, y, classification: bool, rows: torch.Tensor | None = None
+        self, model, optimizer, groups, x, y, likelihood: str, rows: torch.Tensor | None = None
     ) -> None:
         # The curvature from a subset of the rows (``rows``) stands for all N: its kernels
         # are scaled by N/m; the fit term always sums over every row.
@@ -111,16 +129,21 @@ class Evidence:
         decayed = [g["param_names"][0] for g in groups[:-1]]
         with torch.no_grad():
             out = model(x).double()
-        if classification:
+        if likelihood == "categorical":
             p = out[rows].softmax(-1)
             hessian = torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
             values, vectors = torch.linalg.eigh(hessian)
             self.root = vectors @ torch.diag_embed(values.clamp_min(0).sqrt()) @ vectors.mT
             self.nll = float(nn.functional.cross_entropy(out, y, reduction="sum"))
+        elif likelihood == "bernoulli":
+            p = out[rows].sigmoid()
+            self.root = (p * (1 - p)).sqrt().unsqueeze(-1)  # one 1 × 1 block per row
+            self.nll = float(nn.functional.binary_cross_entropy_with_logits(
+                out.squeeze(-1), y.double(), reduction="sum"))
         else:
             self.root = None
             self.rss = float((out.squeeze(-1) - y.double()).pow(2).sum())
-        self.classification, self.n = classification, len(y)
+        self.classification, self.n = likelihood != "gaussian", len(y)
         self.kernels, self.norms = [], []
         for name, group in zip(decayed, groups[:-1], strict=True):
             c = fixed_point_weights(optimizer, group)
@@ -168,7 +191,7 @@ class Evidence:
         return found, float(log_beta.detach().exp())
 
 
-def negative_log_evidence_at(evidence: Evidence, lam: float, n: int) -> float:
+def negative_log_evidence_at(evidence: Evidence, lam: float, n: int, scale: float) -> float:
     """−log evidence with every layer's prior set by the λ it trained with (the noise
     precision β at its best)."""
     layers = len(evidence.kernels)
@@ -179,8 +202,8 @@ def negative_log_evidence_at(evidence: Evidence, lam: float, n: int) -> float:
     search = torch.optim.LBFGS([log_beta], max_iter=50, line_search_fn="strong_wolfe")
 
     def value():
-        # λ = 2α/(βN): the prior precision moves with β at a fixed λ
-        log_alpha = (math.log(lam * n / 2) + log_beta).expand(layers)
+        # λ = 2sα/(βN): the prior precision moves with β at a fixed λ
+        log_alpha = (math.log(lam * n / (2 * scale)) + log_beta).expand(layers)
         return evidence.negative_log(log_alpha, log_beta)
 
     def closure():
@@ -196,14 +219,15 @@ def negative_log_evidence_at(evidence: Evidence, lam: float, n: int) -> float:
 def across_runs(loop: own_loops.Loop, points: int) -> tuple[float, float]:
     """One λ, the best evidence at the end of completed runs on every training row over a
     log grid of the bounds (no folds): its test loss and the λ."""
-    classification = not torch.is_floating_point(loop.y)
     found = []
     for lam in np.geomspace(*loop.bounds, points):
         model, optimizer, groups = train_layers(loop, [float(lam)] * layer_count(loop))
-        evidence = Evidence(model, optimizer, groups, loop.x, loop.y, classification)
+        likelihood = likelihood_of(loop)
+        evidence = Evidence(model, optimizer, groups, loop.x, loop.y, likelihood)
         with torch.no_grad():
             test = float(loop.loss(model(loop.x_test), loop.y_test))
-        found.append((negative_log_evidence_at(evidence, float(lam), loop.n), test, lam))
+        scale = squared_error_scale(loop) if likelihood == "gaussian" else 1.0
+        found.append((negative_log_evidence_at(evidence, float(lam), loop.n, scale), test, lam))
     _, test, lam = min(found)
     return test, float(lam)
 
@@ -224,6 +248,37 @@ def diagonal_update(model, optimizer, groups, x, y, alphas, beta):
     # The diagonal counts more well-determined parameters than rows (it ignores their
     # correlations), so MacKay's β oscillates: the residuals' maximum likelihood instead.
     return alphas, len(y) / max(rss, 1e-12)
+
+
+def foldtrainer_loop(name: str, split: int) -> own_loops.Loop:
+    """A ``lambda_cost.py`` problem as a loop of its own: the same data, network, optimizer,
+    loss, epochs and batch size, at a constant lr as a FoldTrainer trains."""
+    import lambda_cost
+
+    problem = lambda_cost.PROBLEMS[name]
+    x, y, x_test, y_test, setting = problem.make(split)
+    given = setting.get("loss")
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if given is None:  # FoldTrainer's default: half the mean squared error
+            return 0.5 * nn.functional.mse_loss(out.squeeze(-1), target)
+        return given(out.squeeze(-1) if torch.is_floating_point(target) else out, target)
+
+    optimizer, kwargs = setting["optimizer"], setting.get("optimizer_kwargs", {})
+    return own_loops.Loop(
+        name, problem.bounds, setting["epochs"], x, y, x_test, y_test,
+        model=setting["model_factory"],
+        optimizer=lambda groups, lam: optimizer(groups, **kwargs),
+        schedule=lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0),
+        loss=loss, batch_size=setting["batch_size"], seed=split,
+    )
+
+
+PROBLEMS = {
+    **own_loops.PROBLEMS,
+    **{name: functools.partial(foldtrainer_loop, name)
+       for name in ("digits", "noisy_regression", "breast_cancer")},
+}
 
 
 def layer_count(loop: own_loops.Loop) -> int:
@@ -267,7 +322,7 @@ def train_with_evidence(loop: own_loops.Loop, curvature: str, tied: bool, every:
                         lam0: float, rows: int | None = None):
     """The final model on every training row, λ per layer from the evidence; its test loss,
     the λ it ended with and the cost in training runs."""
-    classification = not torch.is_floating_point(loop.y)
+    likelihood = likelihood_of(loop)
     n = loop.n
     with torch.no_grad():
         outputs = loop.model()(loop.x[:1]).shape[-1]
@@ -275,7 +330,7 @@ def train_with_evidence(loop: own_loops.Loop, curvature: str, tied: bool, every:
     generator = torch.Generator().manual_seed(loop.seed)
 
     def lam_per_alpha(beta: float) -> float:
-        return 1 / n if classification else 2 / (beta * n)
+        return 1 / n if likelihood != "gaussian" else 2 * squared_error_scale(loop) / (beta * n)
 
     state["alphas"] = np.full(layer_count(loop), lam0 / lam_per_alpha(1.0))
 
@@ -286,7 +341,7 @@ def train_with_evidence(loop: own_loops.Loop, curvature: str, tied: bool, every:
             subset = None
             if rows is not None and rows < n:
                 subset = torch.randperm(n, generator=generator)[:rows]
-            evidence = Evidence(model, optimizer, groups, loop.x, loop.y, classification, subset)
+            evidence = Evidence(model, optimizer, groups, loop.x, loop.y, likelihood, subset)
             alphas, beta = evidence.maximise(state["alphas"], state["beta"], tied)
             state["passes"] += outputs * min(rows or n, n) / n
         else:
@@ -344,7 +399,7 @@ def main() -> None:
         if args.layers:
             given = [float(v) for v in args.layers.split(",")]
             for split in range(args.first_split, args.first_split + args.splits):
-                loop = own_loops.PROBLEMS[name](split)
+                loop = PROBLEMS[name](split)
                 count = layer_count(loop)
                 lambdas = [*given, *[given[-1]] * count][:count]
                 print(f"{name} split {split}: λ per layer {lambdas} test "
@@ -354,28 +409,28 @@ def main() -> None:
         print(f"\n{name}: evidence λ per layer in one run ({args.curvature} curvature"
               f"{', tied' if args.tied else ''}), against full 5-fold CV's single λ")
         for split in range(args.first_split, args.first_split + args.splits):
-            loop = own_loops.PROBLEMS[name](split)
+            loop = PROBLEMS[name](split)
             entry = cache.entry(name, split)
             if "full CV" not in entry:
                 lam, cost = own_loops.full_cv(loop, 5.0, {})
                 entry["full CV"] = (lam, cost, math.nan)
-            full_lam = entry["full CV"][0]
-            key = repr(float(full_lam))
-            start = time.perf_counter()
-            test_at_full = loop.test_loss(float(full_lam))
-            plain = time.perf_counter() - start
-            entry["test"].setdefault(key, test_at_full)
             cache.save()
+            full_lam = entry["full CV"][0]
+            # Full CV's λ trained by this loop (a lambda_cost.py cache holds a FoldTrainer's
+            # choice: the same problem, other batches), timed as the plain training.
+            start = time.perf_counter()
+            reference = loop.test_loss(float(full_lam))
+            plain = time.perf_counter() - start
             start = time.perf_counter()
             test, lambdas, cost = train_with_evidence(
                 loop, args.curvature, args.tied, args.every, args.lam0, args.rows
             )
             slowdown.append((time.perf_counter() - start) / plain)
-            excess.append(test / entry["test"][key] - 1)
+            excess.append(test / reference - 1)
             costs.append(cost)
             if args.across_runs:
                 test_r, lam_r = across_runs(loop, args.across_runs)
-                across.append((test_r / entry["test"][key] - 1, args.across_runs))
+                across.append((test_r / reference - 1, args.across_runs))
                 print(f"    across {args.across_runs} completed runs: λ={lam_r:.3g} test {test_r:.4f} "
                       f"({across[-1][0]:+.1%})")
             if args.group_grid:
@@ -385,12 +440,12 @@ def main() -> None:
                     for a in grid for b in grid
                 )
                 single = min(v for k, v in entry["test"].items() if float(k) > 0)
-                grid_gain.append(best[0] / entry["test"][key] - 1)
+                grid_gain.append(best[0] / reference - 1)
                 print(f"    grid of {args.group_grid}×{args.group_grid} on the test rows: best "
                       f"{best[0]:.4f} ({grid_gain[-1]:+.1%}) at first {best[1]:.3g}, others "
                       f"{best[2]:.3g}; the best single λ tried on the test rows {single:.4f}")
             print(
-                f"  split {split}: full CV λ={full_lam:.3g} test {entry['test'][key]:.4f}; "
+                f"  split {split}: full CV λ={full_lam:.3g} test {reference:.4f}; "
                 f"evidence λ per layer {[f'{v:.3g}' for v in lambdas]} test {test:.4f} "
                 f"({excess[-1]:+.1%}), {cost:.2f} runs, {slowdown[-1]:.2f}× the seconds"
             )
