@@ -42,6 +42,7 @@ a diagonal GGN and β from the residuals (one output only).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import os
@@ -105,7 +106,7 @@ def likelihood_of(loop: own_loops.Loop) -> str:
     under binary cross-entropy Bernoulli, anything else Gaussian."""
     if not torch.is_floating_point(loop.y):
         return "categorical"
-    return "bernoulli" if loop.name in BERNOULLI else "gaussian"
+    return "bernoulli" if loop.name.partition("+")[0] in BERNOULLI else "gaussian"
 
 
 def squared_error_scale(loop: own_loops.Loop) -> float:
@@ -281,6 +282,10 @@ PROBLEMS = {
 }
 
 
+def cosine(optimizer: torch.optim.Optimizer, steps: int):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+
 def layer_count(loop: own_loops.Loop) -> int:
     torch.manual_seed(loop.seed)
     return len(layer_groups(loop.model(), 0.0)) - 1
@@ -386,6 +391,8 @@ def main() -> None:
     parser.add_argument("--across-runs", type=int, default=0, metavar="K",
                         help="also one λ by the best evidence at the end of K completed runs "
                         "on a log grid (K runs, no folds)")
+    parser.add_argument("--cosine", action="store_true", help="train every run (full CV's "
+                        "too) under cosine annealing to zero instead of the problem's schedule")
     parser.add_argument("--layers", help="only train at these λ per layer (comma-separated; "
                         "the last one for every later layer) and print the test losses")
     parser.add_argument("--group-grid", type=int, default=0, metavar="K",
@@ -410,7 +417,9 @@ def main() -> None:
               f"{', tied' if args.tied else ''}), against full 5-fold CV's single λ")
         for split in range(args.first_split, args.first_split + args.splits):
             loop = PROBLEMS[name](split)
-            entry = cache.entry(name, split)
+            if args.cosine:
+                loop = dataclasses.replace(loop, name=f"{name}+cosine", schedule=cosine)
+            entry = cache.entry(loop.name, split)
             if "full CV" not in entry:
                 lam, cost = own_loops.full_cv(loop, 5.0, {})
                 entry["full CV"] = (lam, cost, math.nan)
