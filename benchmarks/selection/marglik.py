@@ -2,9 +2,10 @@
 
 Run: ``python benchmarks/selection/marglik.py --problems noisy_classes --splits 10 --cache
 FILE`` (the ``--cache`` file of ``own_loops.py``, or of ``lambda_cost.py`` for its problems,
-which holds full CV's choice per split; without it full CV runs here). Nothing is asserted. Variants: ``--tied``
-(one λ for every layer), ``--curvature diagonal``, ``--rows M`` (the curvature of M rows
-drawn at each update), ``--every E``; beside it, ``--across-runs K`` (one λ by the best
+which holds full CV's choice per split; without it full CV runs here). Nothing is asserted.
+Variants: ``--tied`` (one λ for every layer), ``--curvature diagonal``, ``--rows M`` (the
+curvature of M rows drawn at each update), ``--every E``, ``--cosine`` (every run, full CV's
+too, under cosine annealing to zero); beside it, ``--across-runs K`` (one λ by the best
 evidence at the end of K completed runs), ``--group-grid K`` (the best pair of a K × K grid
 of first-layer and other-layer λ on the test rows, an oracle) and ``--layers A,B`` (only
 train at given λ per layer).
