@@ -14,8 +14,8 @@ The problems are ``own_loops.py``'s, trained by their own loops, schedules and o
 and ``lambda_cost.py``'s (digits, noisy_regression, breast_cancer) trained by a loop here with
 a FoldTrainer's setting: the same data, network, optimizer, loss, epochs and batch size.
 Coupled L2 is a Gaussian prior. Minimising the mean loss plus (λ/2)·‖θ‖² is maximising the
-posterior of a model with prior precision α when λ = α/N (cross-entropy) or λ = 2α/(βN)
-(mean squared error with noise precision β). The decoupled form is a prior too: at the
+posterior of a model with prior precision α when λ = α/N (cross-entropy) or λ = 2sα/(βN)
+(s·the mean squared error, noise precision β; s = ½ for a FoldTrainer's default loss). The decoupled form is a prior too: at the
 fixed point of a decoupled Adam step, m̂/(√v̂ + ε) = −λ·θ, so the gradient of the loss
 equals −λ·(√v̂ + ε)·θ, a coupled L2 whose strength per coordinate is λ·c_j with
 c_j = √v̂_j + ε. The prior precision of coordinate j is then α_g·c_j: one α per layer,
@@ -400,14 +400,22 @@ def main() -> None:
                         help="also the best of a K×K grid of (the first layer's λ, the other "
                         "layers' λ) on the test rows: what a λ per group can gain (an oracle)")
     args = parser.parse_args()
+    if args.tied and args.curvature == "diagonal":
+        parser.error("--tied needs --curvature exact (the diagonal fixed point is per layer)")
     torch.set_num_threads(1)
     cache = Cache(args.cache)
     own_loops.PROBLEMS["regression"](0).test_loss(0.1)  # warm up before anything is timed
+    def problem(name: str, split: int) -> own_loops.Loop:
+        loop = PROBLEMS[name](split)
+        if args.cosine:
+            loop = dataclasses.replace(loop, name=f"{name}+cosine", schedule=cosine)
+        return loop
+
     for name in args.problems.split(","):
         if args.layers:
             given = [float(v) for v in args.layers.split(",")]
             for split in range(args.first_split, args.first_split + args.splits):
-                loop = PROBLEMS[name](split)
+                loop = problem(name, split)
                 count = layer_count(loop)
                 lambdas = [*given, *[given[-1]] * count][:count]
                 print(f"{name} split {split}: λ per layer {lambdas} test "
@@ -417,9 +425,7 @@ def main() -> None:
         print(f"\n{name}: evidence λ per layer in one run ({args.curvature} curvature"
               f"{', tied' if args.tied else ''}), against full 5-fold CV's single λ")
         for split in range(args.first_split, args.first_split + args.splits):
-            loop = PROBLEMS[name](split)
-            if args.cosine:
-                loop = dataclasses.replace(loop, name=f"{name}+cosine", schedule=cosine)
+            loop = problem(name, split)
             entry = cache.entry(loop.name, split)
             if "full CV" not in entry:
                 lam, cost = own_loops.full_cv(loop, 5.0, {})
@@ -445,15 +451,16 @@ def main() -> None:
                       f"({across[-1][0]:+.1%})")
             if args.group_grid:
                 grid = np.geomspace(*loop.bounds, args.group_grid)
-                best = min(
-                    (test_loss(loop, [a, *[b] * (len(lambdas) - 1)]), a, b)
+                pairs = {
+                    (a, b): test_loss(loop, [a, *[b] * (len(lambdas) - 1)])
                     for a in grid for b in grid
-                )
-                single = min(v for k, v in entry["test"].items() if float(k) > 0)
+                }
+                best = min((v, a, b) for (a, b), v in pairs.items())
+                single = min(v for (a, b), v in pairs.items() if a == b)
                 grid_gain.append(best[0] / reference - 1)
                 print(f"    grid of {args.group_grid}×{args.group_grid} on the test rows: best "
                       f"{best[0]:.4f} ({grid_gain[-1]:+.1%}) at first {best[1]:.3g}, others "
-                      f"{best[2]:.3g}; the best single λ tried on the test rows {single:.4f}")
+                      f"{best[2]:.3g}; the grid's best single λ {single:.4f}")
             print(
                 f"  split {split}: full CV λ={full_lam:.3g} test {reference:.4f}; "
                 f"evidence λ per layer {[f'{v:.3g}' for v in lambdas]} test {test:.4f} "
