@@ -54,7 +54,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
-from torch.utils.data import DataLoader, TensorDataset
 
 import l2optim
 
@@ -294,34 +293,21 @@ def layer_count(loop: own_loops.Loop) -> int:
 
 def train_layers(loop: own_loops.Loop, lambdas: list[float], update=None):
     """The final model on every training row, a λ per layer; ``update(epoch, model,
-    optimizer, groups)`` runs after each epoch and may change the groups' λ."""
-    torch.manual_seed(loop.seed)
-    model = loop.model()
-    groups = layer_groups(model, 0.0)
-    for group, lam in zip(groups, lambdas, strict=False):
-        group["weight_decay"] = lam
-    optimizer = loop.optimizer(groups, 0.0)
-    loader = DataLoader(
-        TensorDataset(loop.x, loop.y),
-        batch_size=loop.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(loop.seed),
-    )
-    schedule = loop.schedule(optimizer, loop.epochs * len(loader))
-    noise = torch.Generator().manual_seed(loop.seed + 1)
-    for epoch in range(loop.epochs):
-        model.train()
-        for xb, yb in loader:
-            if loop.augment is not None:
-                xb = loop.augment(xb, noise)
-            optimizer.zero_grad()
-            loop.loss(model(xb), yb).backward()
-            optimizer.step()
-            schedule.step()
-        model.eval()
-        if update is not None and epoch + 1 < loop.epochs:
-            update(epoch + 1, model, optimizer, groups)
-    return model, optimizer, groups
+    optimizer, groups)`` runs after each epoch but the last and may change the groups' λ."""
+
+    def groups(model: nn.Module) -> list[dict]:
+        layers = layer_groups(model, 0.0)
+        for group, lam in zip(layers, lambdas, strict=False):
+            group["weight_decay"] = lam
+        return layers
+
+    for epoch, trained in enumerate(loop.by_epoch(groups, np.arange(loop.n)), 1):
+        if trained is None:  # diverged: the last finite state stands
+            break
+        model, optimizer = trained
+        if update is not None and epoch < loop.epochs:
+            update(epoch, model, optimizer, optimizer.param_groups)
+    return model, optimizer, optimizer.param_groups
 
 
 def train_with_evidence(loop: own_loops.Loop, curvature: str, tied: bool, every: int,

@@ -90,11 +90,15 @@ class Loop:
     def n(self) -> int:
         return len(self.y)
 
-    def run(self, lam: float, train_idx, x_val: torch.Tensor, y_val: torch.Tensor) -> Iterator[float]:
-        """The training loop: a fresh model at λ; the validation loss after each epoch."""
+    def by_epoch(
+        self, groups: Callable[[nn.Module], list[dict]], train_idx, lam: float = 0.0
+    ) -> Iterator[tuple[nn.Module, torch.optim.Optimizer] | None]:
+        """The training loop: a fresh model with the param groups ``groups(model)`` gives;
+        after each epoch, the model (in eval mode) and its optimizer, or ``None`` and the end
+        once the loss is not finite."""
         torch.manual_seed(self.seed)
         model = self.model()
-        optimizer = self.optimizer(l2optim.decay_groups(model, lam), lam)
+        optimizer = self.optimizer(groups(model), lam)
         loader = DataLoader(
             TensorDataset(self.x[train_idx], self.y[train_idx]),
             batch_size=self.batch_size,
@@ -111,14 +115,22 @@ class Loop:
                 optimizer.zero_grad()
                 loss = self.loss(model(xb), yb)
                 if not torch.isfinite(loss):
-                    yield math.inf
+                    yield None
                     return
                 loss.backward()
                 optimizer.step()
                 schedule.step()
             model.eval()
+            yield model, optimizer
+
+    def run(self, lam: float, train_idx, x_val: torch.Tensor, y_val: torch.Tensor) -> Iterator[float]:
+        """A fresh model at λ; the validation loss after each epoch."""
+        for trained in self.by_epoch(lambda model: l2optim.decay_groups(model, lam), train_idx, lam):
+            if trained is None:
+                yield math.inf
+                return
             with torch.no_grad():
-                yield float(self.loss(model(x_val), y_val))
+                yield float(self.loss(trained[0](x_val), y_val))
 
     def train(self, lam: float, train_idx, val_idx) -> Iterator[float]:
         """The training function the searches race and cross-validate."""
