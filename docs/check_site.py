@@ -37,6 +37,9 @@ _ASSET_FOLDERS = ("_static", "_sources", "_downloads", "_images")
 # MathJax (if the page loads it) has finished.
 _INSPECT_PAGE = """
 async () => {
+  if (document.readyState !== "complete") {
+    await new Promise(resolve => window.addEventListener("load", resolve, {once: true}));
+  }
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
     await MathJax.startup.promise;
   }
@@ -109,7 +112,10 @@ def check_page(page: Page, base: str, path: str, screenshots: Path) -> PageRepor
     page.on("pageerror", lambda error: report.problems.append(f"page error: {error}"))
     page.on("requestfailed", lambda r: report.problems.append(f"failed request: {r.url}"))
     page.route("**/*", on_request)
-    response = page.goto(base + path, wait_until="networkidle")
+    # "networkidle" alone can fire while a long page is still being parsed (its deferred
+    # scripts, MathJax among them, not yet run): wait for "load" first, then for quiet.
+    response = page.goto(base + path, wait_until="load")
+    page.wait_for_load_state("networkidle")
     if response is None or not response.ok:
         report.problems.append(f"HTTP {response.status if response else 'no response'}")
     seen = page.evaluate(_INSPECT_PAGE)
