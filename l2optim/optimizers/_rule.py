@@ -227,6 +227,15 @@ def _by_device(tensors: Sequence[Tensor], *others: Sequence[Tensor]):
         yield [tensors[i] for i in indices], *[[o[i] for i in indices] for o in others]
 
 
+def _taken(found_inf: Tensor) -> Tensor:
+    """1.0 where GradScaler took the step, 0.0 where it skipped it (``found_inf`` set).
+
+    A 0-d float32 tensor on the flag's device: no host synchronisation; the reshape keeps a
+    (1,)-shaped flag from making a factor non-scalar for ``_foreach_mul_``.
+    """
+    return 1 - found_inf.reshape(()).to(torch.float32)
+
+
 def shrink(
     params: Sequence[Tensor],
     factor: Scalar,
@@ -256,9 +265,7 @@ def shrink(
         return
     if found_inf is not None:
         # factor where found_inf == 0, exactly 1 where it is 1.
-        # reshape: a (1,)-shaped flag would make the factor a non-scalar for _foreach_mul_.
-        keep = 1 - found_inf.reshape(()).to(torch.float32)
-        factor = 1 + (torch.as_tensor(factor, device=found_inf.device) - 1) * keep
+        factor = 1 + (torch.as_tensor(factor, device=found_inf.device) - 1) * _taken(found_inf)
     for (device_params,) in _by_device(params):
         device = device_params[0].device
         device_factor = factor.to(device) if isinstance(factor, Tensor) else factor
@@ -275,7 +282,7 @@ def _shrink_towards(
     """p ← p + (1 − factor)·(r − p), no step where ``found_inf`` is set."""
     weight: Scalar = 1 - factor
     if found_inf is not None:
-        weight = torch.as_tensor(weight) * (1 - found_inf.reshape(()).to(torch.float32))
+        weight = torch.as_tensor(weight) * _taken(found_inf)
     for p, r in zip(params, references, strict=True):
         if isinstance(weight, Tensor):
             p.add_((r - p).mul_(weight.to(device=p.device, dtype=p.dtype)))
@@ -302,7 +309,7 @@ def cautious_shrink(
     if not params:
         return
     if found_inf is not None:
-        amount = torch.as_tensor(amount) * (1 - found_inf.reshape(()).to(torch.float32))
+        amount = torch.as_tensor(amount) * _taken(found_inf)
     for p, p0 in zip(params, before, strict=True):
         # Δ·p ≥ 0: the step moved p towards zero (or did not move it), as decay would.
         agrees = (p0 - p).mul_(p0).ge_(0)

@@ -110,6 +110,50 @@ def test_skipped_step_changes_nothing(
     assert tensors_equal(optimizer.state_dict(), state_before)
 
 
+# Cautious decay is a decoupled rule; decay towards a reference has both forms.
+OTHER_RULES = [(name, True, "cautious") for name in CLASSES] + [
+    (name, decoupled, "towards_reference") for name, decoupled in MODES
+]
+
+
+@pytest.mark.parametrize("implementation", ["single", "foreach", "fused"])
+@pytest.mark.parametrize("name, decoupled, rule", OTHER_RULES, ids=lambda v: str(v))
+def test_skipped_step_changes_nothing_under_the_other_decay_rules(
+    name: str, decoupled: bool, rule: str, implementation: str
+) -> None:
+    """Cautious decay and decay towards a reference skip with the step, fused included."""
+    model = _model()
+    extra = {"cautious_weight_decay": True} if rule == "cautious" else {}
+    optimizer = CLASSES[name](
+        model.parameters(),
+        weight_decay=0.1,
+        decoupled_weight_decay=decoupled,
+        **HYPER[name],
+        **IMPLEMENTATIONS[implementation],
+        **extra,
+    )
+    if rule == "towards_reference":
+        # References away from the weights, so that a decay step would move them.
+        optimizer.decay_towards([p.detach() + 1.0 for p in model.parameters()])
+    scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
+    x, y = _data()
+    if implementation == "fused" and (name == "RMSprop" or (name == "SGD" and decoupled)):
+        # These fused steps are one compiled pass without these rules: refused by name
+        # (coupled SGD's is torch's fused SGD, which takes the reference's gradient).
+        with pytest.raises(ValueError, match="with fused=True: this update runs in one pass"):
+            _scaled_step(model, optimizer, scaler, x, y)
+        return
+    _scaled_step(model, optimizer, scaler, x, y)
+    params_before = [p.detach().clone() for p in model.parameters()]
+    state_before = copy.deepcopy(optimizer.state_dict())
+    _scaled_step(model, optimizer, scaler, x, y, spoil=float("inf"))
+
+    assert scaler.get_scale() == SCALE / 2, "GradScaler did not see the bad gradient"
+    for before, p in zip(params_before, model.parameters(), strict=True):
+        assert torch.equal(before, p.detach())
+    assert tensors_equal(optimizer.state_dict(), state_before)
+
+
 @pytest.mark.parametrize("name, decoupled", MODES, ids=lambda v: str(v))
 def test_skipped_step_under_autocast(name: str, decoupled: bool) -> None:
     """bf16 autocast on float32 parameters; a NaN in the batch makes every gradient NaN."""
