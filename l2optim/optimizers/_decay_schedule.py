@@ -15,6 +15,7 @@ used, whichever of the optimizer and the scheduler is loaded first.
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -164,9 +165,27 @@ class LambdaWeightDecay(WeightDecayScheduler):
         ]
 
     def state_dict(self) -> dict[str, Any]:
+        """As the base class, with each callable object's attributes (``None`` for a plain
+        function, which the constructor gives again), as torch's ``LambdaLR`` keeps them."""
         state = super().state_dict()
-        state.pop("weight_decay_lambdas", None)  # functions: rebuilt by the constructor
+        state["weight_decay_lambdas"] = [
+            None if isinstance(f, types.FunctionType) else dict(vars(f))
+            for f in self.weight_decay_lambdas
+        ]
         return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        saved = state.pop("weight_decay_lambdas", None) or []
+        if saved and len(saved) != len(self.weight_decay_lambdas):
+            raise ValueError(
+                f"the state_dict holds {len(saved)} weight_decay_lambda states for "
+                f"{len(self.weight_decay_lambdas)} functions; nothing was loaded"
+            )
+        for f, attributes in zip(self.weight_decay_lambdas, saved, strict=False):
+            if attributes is not None:
+                vars(f).update(attributes)
+        super().load_state_dict(state)
 
 
 class CosineWeightDecay(WeightDecayScheduler):

@@ -214,6 +214,42 @@ def test_it_chains_with_lr_schedulers_and_their_state_round_trips():
     assert fresh.param_groups[0]["weight_decay"] == pytest.approx(0.1 * 2.0**3)
 
 
+class _WarmUp:
+    """A schedule as a callable object whose state changes during the run (torch's
+    ``LambdaLR`` keeps such an object's attributes in its ``state_dict``)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def __call__(self, t: int) -> float:
+        return min(1.0, (t + 1) / self.steps)
+
+
+def test_a_callable_objects_state_is_kept_and_functions_are_left_out():
+    params = _params()
+    optimizer = l2optim.AdamW(params, lr=LR, weight_decay=0.1)
+    optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
+    warm_up = _WarmUp(steps=2)
+    scheduler = l2optim.LambdaWeightDecay(optimizer, [warm_up, lambda t: 0.5])
+    warm_up.steps = 8  # the run lengthened its warm-up
+    scheduler.step()
+    buffer = io.BytesIO()
+    torch.save(scheduler.state_dict(), buffer)  # a function in it would not pickle
+    buffer.seek(0)
+
+    fresh = l2optim.AdamW(_params(), lr=LR, weight_decay=0.1)
+    fresh.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
+    resumed_warm_up = _WarmUp(steps=2)
+    resumed = l2optim.LambdaWeightDecay(fresh, [resumed_warm_up, lambda t: 0.5])
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    assert resumed_warm_up.steps == 8
+    for _ in range(3):
+        scheduler.step()
+        resumed.step()
+        assert resumed.get_last_weight_decay() == scheduler.get_last_weight_decay()
+    assert resumed.get_last_weight_decay() == pytest.approx([0.1 * 5 / 8, 0.1 * 0.5])
+
+
 def test_a_tensor_weight_decay_is_written_in_place():
     params = _params()
     weight_decay = torch.tensor(0.1)
