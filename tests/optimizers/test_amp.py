@@ -51,13 +51,14 @@ def _model(seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
 
 
-def _optimizer(model: nn.Module, name: str, decoupled: bool, implementation: str):
+def _optimizer(model: nn.Module, name: str, decoupled: bool, implementation: str, **extra):
     return CLASSES[name](
         model.parameters(),
         weight_decay=0.1,
         decoupled_weight_decay=decoupled,
         **HYPER[name],
         **IMPLEMENTATIONS[implementation],
+        **extra,
     )
 
 
@@ -78,6 +79,22 @@ def _scaled_step(model, optimizer, scaler, x, y, autocast_dtype=None, spoil=None
     scaler.update()
 
 
+def _check_a_skipped_second_step(model: nn.Module, optimizer, bad: float) -> None:
+    """One good scaled step (state exists from here on), then one GradScaler skips for a
+    ``bad`` gradient: every parameter and every piece of state must be as it was."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
+    x, y = _data()
+    _scaled_step(model, optimizer, scaler, x, y)
+    params_before = [p.detach().clone() for p in model.parameters()]
+    state_before = copy.deepcopy(optimizer.state_dict())
+    _scaled_step(model, optimizer, scaler, x, y, spoil=bad)
+
+    assert scaler.get_scale() == SCALE / 2, "GradScaler did not see the bad gradient"
+    for before, p in zip(params_before, model.parameters(), strict=True):
+        assert torch.equal(before, p.detach())
+    assert tensors_equal(optimizer.state_dict(), state_before)
+
+
 @pytest.mark.parametrize("bad", [float("inf"), float("nan")], ids=["inf", "nan"])
 @pytest.mark.parametrize("implementation", ["single", "foreach", "fused"])
 @pytest.mark.parametrize("name, decoupled", MODES, ids=lambda v: str(v))
@@ -96,18 +113,7 @@ def test_skipped_step_changes_nothing(
             torch_class([nn.Parameter(torch.zeros(1))], fused=True)
         )
         assert step_unscales(optimizer) == expected
-    scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
-    x, y = _data()
-    _scaled_step(model, optimizer, scaler, x, y)  # state exists from here on
-
-    params_before = [p.detach().clone() for p in model.parameters()]
-    state_before = copy.deepcopy(optimizer.state_dict())
-    _scaled_step(model, optimizer, scaler, x, y, spoil=bad)
-
-    assert scaler.get_scale() == SCALE / 2, "GradScaler did not see the bad gradient"
-    for before, p in zip(params_before, model.parameters(), strict=True):
-        assert torch.equal(before, p.detach())
-    assert tensors_equal(optimizer.state_dict(), state_before)
+    _check_a_skipped_second_step(model, optimizer, bad)
 
 
 # Cautious decay is a decoupled rule; decay towards a reference has both forms.
@@ -124,34 +130,18 @@ def test_skipped_step_changes_nothing_under_the_other_decay_rules(
     """Cautious decay and decay towards a reference skip with the step, fused included."""
     model = _model()
     extra = {"cautious_weight_decay": True} if rule == "cautious" else {}
-    optimizer = CLASSES[name](
-        model.parameters(),
-        weight_decay=0.1,
-        decoupled_weight_decay=decoupled,
-        **HYPER[name],
-        **IMPLEMENTATIONS[implementation],
-        **extra,
-    )
+    optimizer = _optimizer(model, name, decoupled, implementation, **extra)
     if rule == "towards_reference":
         # References away from the weights, so that a decay step would move them.
         optimizer.decay_towards([p.detach() + 1.0 for p in model.parameters()])
-    scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
-    x, y = _data()
     if implementation == "fused" and (name == "RMSprop" or (name == "SGD" and decoupled)):
         # These fused steps are one compiled pass without these rules: refused by name
         # (coupled SGD's is torch's fused SGD, which takes the reference's gradient).
+        scaler = torch.amp.GradScaler("cpu", init_scale=SCALE)
         with pytest.raises(ValueError, match="with fused=True: this update runs in one pass"):
-            _scaled_step(model, optimizer, scaler, x, y)
+            _scaled_step(model, optimizer, scaler, *_data())
         return
-    _scaled_step(model, optimizer, scaler, x, y)
-    params_before = [p.detach().clone() for p in model.parameters()]
-    state_before = copy.deepcopy(optimizer.state_dict())
-    _scaled_step(model, optimizer, scaler, x, y, spoil=float("inf"))
-
-    assert scaler.get_scale() == SCALE / 2, "GradScaler did not see the bad gradient"
-    for before, p in zip(params_before, model.parameters(), strict=True):
-        assert torch.equal(before, p.detach())
-    assert tensors_equal(optimizer.state_dict(), state_before)
+    _check_a_skipped_second_step(model, optimizer, float("inf"))
 
 
 @pytest.mark.parametrize("name, decoupled", MODES, ids=lambda v: str(v))
