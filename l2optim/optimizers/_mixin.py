@@ -108,7 +108,7 @@ class WeightDecayMixin:
         index = len(self.param_groups) - 1
         try:
             _check_group(index, self.param_groups[index])
-        except ValueError:
+        except (TypeError, ValueError):
             # torch appends the group before we can see its filled-in settings; a
             # refused group must not stay behind in the optimizer.
             self.param_groups.pop()
@@ -423,22 +423,23 @@ class WeightDecayMixin:
             torch._dynamo.graph_break()
         return hidden
 
+    # The decay rules applied here run in the step's grad mode (torch's, from
+    # ``differentiable``): with differentiable=True they are part of the graph.
+
     def _weights_before(self, step: StepPlan) -> list[list[Tensor]]:
-        with torch.no_grad():
-            return [
-                [p.detach().clone() for p in _rule.with_grad(self.param_groups[i]["params"])]
-                for i in step.cautious
-            ]
+        return [
+            [p.clone() for p in _rule.with_grad(self.param_groups[i]["params"])]
+            for i in step.cautious
+        ]
 
     def _apply_cautious_decay(
         self, step: StepPlan, before: list[list[Tensor]], found_inf: Tensor | None
     ) -> None:
-        with torch.no_grad():
-            for i, weights in zip(step.cautious, before, strict=True):
-                group, plan = self.param_groups[i], step.plans[i]
-                params = _rule.with_grad(group["params"])
-                amount = plan.scale * group["weight_decay"]
-                _rule.cautious_shrink(params, weights, amount, found_inf=found_inf)
+        for i, weights in zip(step.cautious, before, strict=True):
+            group, plan = self.param_groups[i], step.plans[i]
+            params = _rule.with_grad(group["params"])
+            amount = plan.scale * group["weight_decay"]
+            _rule.cautious_shrink(params, weights, amount, found_inf=found_inf)
 
     def _show_coupled_decay(
         self, step: StepPlan, grad_scale: Tensor | None
@@ -449,16 +450,15 @@ class WeightDecayMixin:
             group, plan = self.param_groups[i], step.plans[i]
             params = _rule.with_grad(group["params"])
             grads = [p.grad for p in params]
-            with torch.no_grad():
-                decayed = _rule.add_coupled_decay(
-                    grads,
-                    params,
-                    plan.coupled,
-                    maximize=group.get("maximize", False),
-                    grad_scale=grad_scale,
-                    foreach=plan.decay_foreach,
-                    references=self._references(i, params) if plan.toward_reference else None,
-                )
+            decayed = _rule.add_coupled_decay(
+                grads,
+                params,
+                plan.coupled,
+                maximize=group.get("maximize", False),
+                grad_scale=grad_scale,
+                foreach=plan.decay_foreach,
+                references=self._references(i, params) if plan.toward_reference else None,
+            )
             for p, g, new in zip(params, grads, decayed, strict=True):
                 swapped.append((p, g))
                 p.grad = new

@@ -368,6 +368,23 @@ def test_negative_or_nan_decay_names_it(name: str, weight_decay: float) -> None:
     assert len(optimizer.param_groups) == 1
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [{"cautious_weight_decay": 1}, {"weight_decay": "0.1"}, {"weight_decay": -0.1}],
+    ids=str,
+)
+def test_a_refused_param_group_is_not_kept(entry: dict) -> None:
+    """Whatever the refusal (TypeError or ValueError), the optimizer is as it was: the same
+    parameter can be added again with the entry fixed."""
+    optimizer = l2optim.AdamW([nn.Parameter(torch.zeros(2))], weight_decay=0.1)
+    head = nn.Parameter(torch.ones(2))
+    with pytest.raises((TypeError, ValueError)):
+        optimizer.add_param_group({"params": [head], **entry})
+    assert len(optimizer.param_groups) == 1
+    optimizer.add_param_group({"params": [head]})
+    assert len(optimizer.param_groups) == 2
+
+
 @pytest.mark.parametrize("name", CLASSES)
 def test_unknown_scaling_lists_allowed_values(name: str) -> None:
     cls = CLASSES[name][0]
