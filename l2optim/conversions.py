@@ -460,7 +460,7 @@ def transfer_weight_decay(
     Args:
         weight_decay: λ in ``source``, torch's (``torch.optim.AdamW``'s ``weight_decay``,
             l2optim's decoupled λ with the ``"lr"`` scaling), ≥ 0. For ``"schedule"``'s
-            λ, multiply by lr_ref first (:func:`torch_from_paper`).
+            λ, convert it first: torch's is λ/lr_ref (:func:`torch_from_paper`).
         source, target: the two :class:`TrainingRun`; ``"epochs"`` reads ``lr``,
             ``batch_size`` and ``n_samples`` of both, ``"run_fraction"`` ``lr`` and
             ``steps``, ``"iterations"`` ``lr`` only.

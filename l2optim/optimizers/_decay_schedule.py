@@ -99,9 +99,19 @@ class WeightDecayScheduler:
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the schedule, and the λ of the step it restores into the groups."""
+        """Restore the schedule, and the λ of the step it restores into the groups.
+
+        A state that does not fit the optimizer (another number of groups) is refused
+        and the scheduler is left as it was.
+        """
+        kept = dict(self.__dict__)
         self.__dict__.update(state_dict)
-        self._write(self._last_weight_decay)
+        try:
+            self._write(self._last_weight_decay)
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(kept)
+            raise
 
     def _write(self, values: list[float]) -> None:
         groups = self.optimizer.param_groups
@@ -182,10 +192,10 @@ class LambdaWeightDecay(WeightDecayScheduler):
                 f"the state_dict holds {len(saved)} weight_decay_lambda states for "
                 f"{len(self.weight_decay_lambdas)} functions; nothing was loaded"
             )
+        super().load_state_dict(state)
         for f, attributes in zip(self.weight_decay_lambdas, saved, strict=False):
             if attributes is not None:
                 vars(f).update(attributes)
-        super().load_state_dict(state)
 
 
 class CosineWeightDecay(WeightDecayScheduler):
@@ -236,6 +246,7 @@ class CosineWeightDecay(WeightDecayScheduler):
         progress = min(self.last_epoch, self.total_steps) / self.total_steps
         weight = (1 + math.cos(math.pi * progress)) / 2
         return [
-            final + (base - final) * weight
+            # Weighted so that λ₀ and the final λ come out exactly at the ends.
+            base * weight + final * (1 - weight)
             for base, final in zip(self.base_weight_decays, self.final_weight_decays, strict=True)
         ]

@@ -250,6 +250,37 @@ def test_a_callable_objects_state_is_kept_and_functions_are_left_out():
     assert resumed.get_last_weight_decay() == pytest.approx([0.1 * 5 / 8, 0.1 * 0.5])
 
 
+def test_a_refused_load_leaves_the_scheduler_and_the_groups_as_they_were():
+    two_groups = l2optim.AdamW(_params(), lr=LR, weight_decay=0.1)
+    two_groups.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
+    other = l2optim.CosineWeightDecay(two_groups, 0.4, total_steps=10)
+    for _ in range(5):
+        other.step()
+    optimizer = l2optim.AdamW(_params(), lr=LR, weight_decay=0.1)
+    warm_up = _WarmUp(steps=2)
+    scheduler = l2optim.LambdaWeightDecay(optimizer, warm_up)
+    before = scheduler.state_dict()
+    saved = l2optim.LambdaWeightDecay(two_groups, [_WarmUp(8), _WarmUp(8)]).state_dict()
+    for state in (other.state_dict(), saved):
+        with pytest.raises(ValueError, match="param groups|weight_decay_lambda"):
+            scheduler.load_state_dict(state)
+        assert scheduler.state_dict() == before and warm_up.steps == 2
+        assert optimizer.param_groups[0]["weight_decay"] == pytest.approx(0.05)
+    scheduler.step()  # and it carries on
+    assert optimizer.param_groups[0]["weight_decay"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("initial, final", [(0.04, 0.4), (0.1, 0.0), (0.3, 0.7)])
+def test_the_cosine_starts_and_ends_exactly_at_its_values(initial, final):
+    """As CosineAnnealingLR keeps the first lr: the first step's λ is λ₀ itself."""
+    optimizer = l2optim.AdamW(_params(), lr=LR, weight_decay=initial)
+    scheduler = l2optim.CosineWeightDecay(optimizer, final, total_steps=3)
+    assert optimizer.param_groups[0]["weight_decay"] == initial
+    for _ in range(4):
+        scheduler.step()
+    assert optimizer.param_groups[0]["weight_decay"] == final
+
+
 def test_a_tensor_weight_decay_is_written_in_place():
     params = _params()
     weight_decay = torch.tensor(0.1)
