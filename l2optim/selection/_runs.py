@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol
@@ -58,8 +59,9 @@ class _Run:
     leak it into each other.
     """
 
-    def __init__(self, generator: Iterator[Any]) -> None:
+    def __init__(self, generator: Iterator[Any], lam: float) -> None:
         self.generator = generator
+        self.lam = lam
         self.last = math.inf
         self.drawn = 0
         self.done = False  # ended, or diverged: nothing more to draw
@@ -75,16 +77,26 @@ class _Run:
                 try:
                     value = next(self.generator)
                 except StopIteration:
+                    if self.drawn == 0:
+                        raise NoScoreError(
+                            f"the training at lambda={self.lam!r} ended without a score: a "
+                            "training function must yield the validation score after each "
+                            "epoch (a Reported training must call report)"
+                        ) from None
                     self.done = True  # a shorter training: its last score stands
                     break
                 self.last = _as_score(value)
                 drawn += 1
+                self.drawn += 1
                 self.done = self.last == math.inf
         finally:
             self.grad_enabled = torch.is_grad_enabled()
             torch.set_grad_enabled(caller)
-        self.drawn += drawn
         return self.last, drawn
+
+
+class NoScoreError(ValueError):
+    """A training function's run ended before it yielded any score."""
 
 
 class RunHost:
@@ -101,16 +113,22 @@ class RunHost:
     def start(self, key: int, lam: float, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
         """Start run ``key``: call the training function (its generator draws nothing yet)."""
         try:
-            self.runs[key] = _Run(iter(self.train(lam, train_idx, val_idx)))
+            self.runs[key] = _Run(iter(self.train(lam, train_idx, val_idx)), lam)
         except Exception as exc:
             raise RuntimeError(f"the training function raised at lambda={lam!r}") from exc
 
     def advance(self, key: int, epochs: int) -> tuple[float, int]:
         """Train run ``key`` up to ``epochs`` more epochs: (its score, epochs drawn)."""
+        run = self.runs[key]
         try:
-            return self.runs[key].advance(epochs)
+            return run.advance(epochs)
+        except NoScoreError:
+            raise
         except Exception as exc:
-            raise RuntimeError(f"the training function raised in run {key}") from exc
+            raise RuntimeError(
+                f"the training function raised at lambda={run.lam!r}, in epoch "
+                f"{run.drawn + 1} of its run"
+            ) from exc
 
     def close(self, keys: Sequence[int]) -> None:
         """End the runs ``keys`` (their generators are closed: ``finally`` blocks run)."""
@@ -272,6 +290,7 @@ class TrainingRuns:
         self.epochs = 0
         self.cost = 0.0
         self._scores = np.full((len(self.lambdas), len(splits)), math.inf)
+        self._warned_short = False
         # (key, host) of the run of (λ i, fold j); runs are spread over the hosts.
         self._runs: list[list[tuple[int, int]]] = []
         calls = []
@@ -297,10 +316,23 @@ class TrainingRuns:
             for i, row in enumerate(self._runs)
             for j, (key, host) in enumerate(row)
         ]
+        short = []
         for i, j, call in calls:
             score, drawn = call.result()
             self._scores[i, j] = score
             self.cost += drawn * len(self.splits[j][0])
+            if drawn < more and math.isfinite(score):
+                short.append(float(self.lambdas[i]))
+        if short and not self._warned_short:
+            self._warned_short = True
+            warnings.warn(
+                f"a training ended before the {epochs} epochs the race asked of it (at "
+                f"lambda={short[0]!r}, {len(short)} run(s) now): its last score stands, as "
+                "under early stopping. If every training is that short, give the race "
+                "epochs= its length, or the rungs are not the epochs they name",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.epochs = int(epochs)
 
     def scores(self) -> np.ndarray:

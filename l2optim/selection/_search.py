@@ -167,12 +167,21 @@ class ObjectiveError(RuntimeError):
         self.lam = lam
         self.evaluations = evaluations
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its own arguments: it crosses process pools and pickles whole.
+        return type(self), (self.lam, self.evaluations)
+
 
 # --------------------------------------------------------------------------- select_lambda
 
 
 def _as_scores(value: Any, lam: float) -> tuple[float, ...]:
     """The objective's return value as a tuple of floats."""
+    if value is None:
+        raise TypeError(
+            f"the objective returned None at lambda={lam!r}; it must return the validation "
+            "score (a number, or one per fold): is a `return` missing?"
+        )
     if hasattr(value, "detach"):  # a torch tensor, maybe with grad
         value = value.detach().cpu().numpy()
     array = np.asarray(value, dtype=float).ravel()

@@ -195,7 +195,9 @@ def select_lambda_fast(
     race pauses a run by not drawing from it and continues it later (the schedule goes
     on where it was: nothing restarts), and ends it with ``close()``, which runs the
     generator's ``finally`` blocks. Give ``n_samples`` (the rows the indices refer to) and
-    ``epochs`` (a run's full length). For a loop inside a framework (Lightning, the 🤗
+    ``epochs`` (a run's full length). A run that ends sooner (early stopping) keeps its
+    last score, with a ``RuntimeWarning`` that says so; one that ends before any score is
+    an error. For a loop inside a framework (Lightning, the 🤗
     Trainer), wrap a function that reports from a callback in
     :class:`l2optim.selection.Reported`. ``trainer`` may also be a
     :class:`~l2optim.FoldTrainer` (or a :class:`~l2optim.KFoldObjective` over one),
@@ -325,8 +327,9 @@ def select_lambda_fast(
             started); ``refit=True`` with a training function.
         TypeError: an argument of the wrong type (named).
         ValueError: a bad argument value (named, with what is allowed), a budget too small
-            for one epoch per rung, or every λ diverged.
-        RuntimeError: the training function raised (the original exception chained).
+            for one epoch per rung, every λ diverged, or a run ended without a score.
+        RuntimeError: the training function raised (the original exception chained; the
+            message names its λ and epoch).
 
     Example:
         >>> X, y, _ = l2optim.data.load_diabetes()

@@ -8,6 +8,7 @@ after each epoch. Module-level, so that worker processes import it.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections import Counter
 
@@ -174,6 +175,34 @@ def test_a_training_function_that_raises_names_it():
     with pytest.raises(RuntimeError, match="the training function raised") as raised:
         race(raising_train)
     assert isinstance(raised.value.__cause__, FloatingPointError)
+    # The λ it trained at and the epoch it was in: its second, after one good score.
+    assert re.search(r"at lambda=[0-9.e-]+, in epoch 2 of its run", str(raised.value))
+
+
+def no_score_train(lam, train_idx, val_idx):
+    """Trains, but yields nothing: a `yield` forgotten."""
+    return iter(())
+
+
+def never_reporting_train(lam, train_idx, val_idx, report):
+    """A framework loop whose callback never calls report."""
+
+
+@pytest.mark.parametrize("training", [no_score_train, Reported(never_reporting_train)])
+def test_a_training_without_any_score_is_told_so_not_called_diverged(training):
+    with pytest.raises(ValueError, match=r"ended without a score: a training function must yield"):
+        race(training)
+
+
+def test_a_training_shorter_than_the_race_asks_is_warned_of_once():
+    def two_epochs(lam, train_idx, val_idx):
+        for epoch in range(2):
+            yield 1.0 / (1 + epoch) + abs(math.log10(lam))
+
+    with pytest.warns(RuntimeWarning, match=r"a training ended before the \d+ epochs") as seen:
+        found = race(two_epochs)
+    assert sum("a training ended before" in str(w.message) for w in seen) == 1
+    assert found.lambda_chosen == pytest.approx(1.0, rel=0.5)
 
 
 def test_diverged_runs_score_inf_and_are_not_drawn_again():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -169,6 +170,24 @@ def test_exception_names_lambda_and_keeps_finished_evaluations(tmp_path):
     assert isinstance(info.value.__cause__, FloatingPointError)
     assert [e.lam for e in info.value.evaluations] == calls[:3]
     assert sorted(read_log(log)) == sorted(calls[:3])
+
+
+def test_the_error_crosses_a_process_boundary_whole():
+    """Pickled (as a process pool returns it), it keeps λ, the message and the evaluations."""
+    done = (l2optim.Evaluation.from_scores(0.5, (1.0, 2.0), 0.1),)
+    error = pickle.loads(pickle.dumps(l2optim.ObjectiveError(0.25, done)))
+    assert error.lam == 0.25 and error.evaluations == done
+    assert str(error) == "the objective raised at lambda=0.25"
+
+
+def test_an_objective_that_returns_nothing_is_told_so():
+    def forgot_its_return(lam: float) -> None:
+        (math.log10(lam) + 3) ** 2
+
+    with pytest.raises(l2optim.ObjectiveError) as info:
+        l2optim.select_lambda(forgot_its_return, progress=False)
+    assert "returned None" in str(info.value.__cause__)
+    assert "return` missing" in str(info.value.__cause__)
 
 
 @pytest.mark.parametrize(
