@@ -51,6 +51,14 @@ class Evaluation:
     seconds: float
     cost: float | None = None
 
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
+
+    def __hash__(self) -> int:
+        return hash((self.lam, self.mean))  # never NaN: equal records hash alike
+
     @classmethod
     def from_scores(
         cls, lam: float, scores: Sequence[float], seconds: float, cost: float | None = None
@@ -349,8 +357,13 @@ def _short(value: Any) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Equal, NaN equal to NaN (a record holds NaN for what was not measured)."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.array_equal(a, b, equal_nan=True)
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if hasattr(a, "detach") or hasattr(b, "detach"):  # tensors, models: the same object
         return a is b
     return bool(a == b)

@@ -98,7 +98,8 @@ class FoldTrainer:
             λ starts from its weights; it is never trained itself), or a callable
             returning a new ``nn.Module``. The model is moved to the device and floating
             dtype of ``X``.
-        X: inputs, a tensor or array whose first dimension indexes the samples.
+        X: inputs, a tensor or array whose first dimension indexes the samples; finite
+            (NaN or inf is refused, naming the first row that holds one).
         y: targets, first dimension the samples. A model output of shape (n, 1) is
             compared with targets of shape (n,) as (n,).
         loss: the training objective, ``loss(prediction, target) -> scalar tensor``,
@@ -155,6 +156,13 @@ class FoldTrainer:
                 "X and y must have the same number of samples (first dimension), got shapes "
                 f"{tuple(self.X.shape)} and {tuple(self.y.shape)}"
             )
+        for name, tensor in (("X", self.X), ("y", self.y)):
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                rows = torch.nonzero(~torch.isfinite(tensor.reshape(len(tensor), -1)).all(1))
+                raise ValueError(
+                    f"{name} contains NaN or infinite values (in {len(rows)} rows, the first "
+                    f"row {int(rows[0])}); it must be finite: drop or impute those rows"
+                )
         self.standardize = check_bool("standardize", standardize)
         if self.standardize and not self.X.is_floating_point():
             raise ValueError(f"standardize=True needs a floating-point X, got {self.X.dtype}")

@@ -8,6 +8,7 @@ after each epoch. Module-level, so that worker processes import it.
 from __future__ import annotations
 
 import math
+import pickle
 import re
 import threading
 from collections import Counter
@@ -240,3 +241,17 @@ def test_bad_arguments_are_named(kwargs, error, message):
 def test_something_that_is_no_training_function_is_refused():
     with pytest.raises(TypeError, match="trainer must be a training function"):
         l2optim.select_lambda_fast(42, n_samples=N, epochs=EPOCHS)
+
+
+def test_a_race_equals_its_pickled_copy():
+    """Its records hold NaN where nothing was measured (a run's seconds, a diverged run's
+    scores); equality treats NaN as equal, so a copy equals the race it came from."""
+    def diverging_above_one(lam, train_idx, val_idx):
+        for epoch in range(EPOCHS):
+            yield math.nan if lam > 1 else 1.0 / (1 + epoch) + lam
+
+    found = race(diverging_above_one, budget=3)
+    assert any(math.isnan(s) for e in found.evaluations for s in (e.seconds, *e.scores))
+    copy = pickle.loads(pickle.dumps(found))
+    assert copy == found and copy.evaluations == found.evaluations
+    assert {e: 1 for e in copy.evaluations} == {e: 1 for e in found.evaluations}
