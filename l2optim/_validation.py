@@ -150,6 +150,20 @@ def check_count(
     return count
 
 
+def check_random_state(name: str, value: Any) -> Any:
+    """A seed for ``np.random.default_rng``: None, an integer >= 0, a SeedSequence or a
+    Generator (returned as given)."""
+    if value is None or isinstance(value, np.random.SeedSequence | np.random.Generator):
+        return value
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(
+            f"{name} must be None, an integer >= 0 or a numpy Generator, got {value!r}"
+        )
+    if value < 0:
+        raise ValueError(f"{name} must be None, an integer >= 0 or a numpy Generator, got {value!r}")
+    return value
+
+
 def check_bool(name: str, value: Any) -> bool:
     """``True`` or ``False`` (a numpy bool too); anything else is a ``TypeError``."""
     if not isinstance(value, bool | np.bool_):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from l2optim import _compat
-from l2optim._validation import check_bool, check_callable, check_count
+from l2optim._validation import check_bool, check_callable, check_count, check_random_state
 
 __all__ = ["KFoldObjective", "kfold_objective", "kfold_splits"]
 
@@ -41,6 +41,7 @@ def kfold_splits(
     """
     n_samples = check_count("n_samples", n_samples, low=1)
     folds = check_count("folds", folds, low=2, high=n_samples, high_name="n_samples")
+    check_random_state("random_state", random_state)
     order = np.arange(n_samples)
     if check_bool("shuffle", shuffle):
         order = np.random.default_rng(random_state).permutation(n_samples)
@@ -238,6 +239,12 @@ def kfold_objective(
         workers = check_count("workers", workers, low=1)
         if executor is not None:
             raise ValueError("give either workers or executor, not both")
+    rows = getattr(fit_score, "X", None)  # a FoldTrainer knows its rows
+    if rows is not None and hasattr(rows, "__len__") and n_samples != len(rows):
+        raise ValueError(
+            f"n_samples={n_samples!r} differs from the {len(rows)} rows of "
+            f"{type(fit_score).__name__}'s X: the folds would leave rows out or index past them"
+        )
     splits = kfold_splits(n_samples, folds, shuffle=shuffle, random_state=random_state)
     return KFoldObjective(fit_score, splits, executor, workers)
 

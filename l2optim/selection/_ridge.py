@@ -255,12 +255,14 @@ def _check_data(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     if n < 3:
         raise ValueError(f"X must have at least 3 samples (rows), got {n}")
+    if x_array.shape[1] == 0:
+        raise ValueError(f"X must have at least 1 feature (column), got shape {x_array.shape}")
     return x_array, y_array.reshape(n, -1)
 
 
 _CV_ALLOWED = (
     "cv must be 'loo', 'gcv', an integer number of folds k with 2 <= k <= n_samples (= {n}), "
-    "or a sequence of at least 2 (train, test) index pairs; got {cv!r}"
+    "or a sequence of at least 2 (train, test) index pairs; got {cv}"
 )
 
 
@@ -269,15 +271,22 @@ def _check_splits(cv: Any, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     try:
         splits = [tuple(np.asarray(part) for part in pair) for pair in cv]
     except TypeError:
-        raise TypeError(_CV_ALLOWED.format(n=n, cv=cv)) from None
-    for pair in splits:
-        if len(pair) != 2 or any(
-            part.ndim != 1 or part.size == 0 or part.dtype.kind not in "iu"
-            or part.min() < 0 or part.max() >= n for part in pair
-        ):
-            raise ValueError(_CV_ALLOWED.format(n=n, cv=cv))
+        raise TypeError(_CV_ALLOWED.format(n=n, cv=repr(cv))) from None
+    # The message names the first bad pair, not the whole cv (index arrays can be long).
+    shown = f"a sequence of {len(splits)} pairs"
+    for i, pair in enumerate(splits):
+        if len(pair) != 2:
+            raise ValueError(_CV_ALLOWED.format(n=n, cv=f"{shown}, pair {i} of {len(pair)} parts"))
+        for name, part in zip(("train", "test"), pair, strict=True):
+            if part.ndim != 1 or part.size == 0 or part.dtype.kind not in "iu":
+                why = f"not a non-empty 1-D integer array (shape {part.shape}, {part.dtype})"
+            elif part.min() < 0 or part.max() >= n:
+                why = f"indices outside [0, {n}): {int(part.min())} to {int(part.max())}"
+            else:
+                continue
+            raise ValueError(_CV_ALLOWED.format(n=n, cv=f"{shown}; pair {i}'s {name} is {why}"))
     if len(splits) < 2:
-        raise ValueError(_CV_ALLOWED.format(n=n, cv=cv))
+        raise ValueError(_CV_ALLOWED.format(n=n, cv=shown))
     return splits
 
 
@@ -287,13 +296,13 @@ def _check_cv(
     """The scheme's name and, for k-fold, its splits (kfold_splits for an int k)."""
     if isinstance(cv, str):
         if cv not in ("loo", "gcv"):
-            raise ValueError(_CV_ALLOWED.format(n=n, cv=cv))
+            raise ValueError(_CV_ALLOWED.format(n=n, cv=repr(cv)))
         return cv, None
     if isinstance(cv, bool):
-        raise TypeError(_CV_ALLOWED.format(n=n, cv=cv))
+        raise TypeError(_CV_ALLOWED.format(n=n, cv=repr(cv)))
     if isinstance(cv, Integral):
         if not 2 <= cv <= n:
-            raise ValueError(_CV_ALLOWED.format(n=n, cv=cv))
+            raise ValueError(_CV_ALLOWED.format(n=n, cv=repr(cv)))
         return int(cv), kfold_splits(n, int(cv), shuffle=shuffle, random_state=random_state)
     splits = _check_splits(cv, n)
     return len(splits), splits

@@ -117,6 +117,25 @@ def test_bad_fit_score_or_executor_is_refused():
         kfold_objective(mean_predictor_mse, 10, executor=object())
 
 
+@pytest.mark.parametrize(
+    ("seed", "error"), [("0", TypeError), (1.5, TypeError), (True, TypeError), (-1, ValueError)]
+)
+def test_a_bad_seed_is_named(seed, error):
+    message = rf"random_state must be None, an integer >= 0 or a numpy Generator, got {seed!r}"
+    with pytest.raises(error, match=message):
+        kfold_splits(10, 2, random_state=seed)
+    with pytest.raises(error, match=message):
+        l2optim.ridge_cv(X, Y, cv=5, random_state=seed)
+    assert len(kfold_splits(10, 2, random_state=np.random.default_rng(3))) == 2
+
+
+def test_a_fold_trainer_of_other_rows_than_n_samples_is_refused():
+    trainer = FoldTrainer(nn.Linear(4, 1), X, Y, epochs=2)
+    for n in (len(X) // 2, len(X) + 1):
+        with pytest.raises(ValueError, match=rf"n_samples={n} differs from the 40 rows"):
+            kfold_objective(trainer, n)
+
+
 def test_serial_objective_scores_each_fold_in_order():
     objective = kfold_objective(mean_predictor_mse, len(Y), folds=4, random_state=7)
     expected = tuple(
