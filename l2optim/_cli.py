@@ -203,7 +203,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--log",
         metavar="FILE",
         type=_output_file,
-        help="append each evaluation to FILE (JSON lines); rerun to resume",
+        help="append each evaluation to FILE (JSON lines); rerun with the same options to "
+        "resume (a log written with other data or training options is refused)",
     )
     race = select.add_argument_group(
         "fast search",
@@ -402,6 +403,8 @@ def _trained_search(
         random_state=args.seed,
         workers=None if args.workers == 1 else args.workers,
     )
+    if args.log is not None:
+        _check_log_setting(Path(args.log), _objective_setting(args))
     with objective:
         return l2optim.select_lambda(
             objective,
@@ -411,6 +414,45 @@ def _trained_search(
             log=args.log,
             progress=not args.json and sys.stderr.isatty(),
         )
+
+
+#: The options that define the objective a log's scores belong to (not how it is searched).
+_OBJECTIVE_OPTIONS = (
+    "data", "target", "sep", "drop", "task", "demo", "model", "trained", "optimizer",
+    "decoupled", "lr", "epochs", "batch_size", "folds", "seed",
+)
+
+
+def _objective_setting(args: argparse.Namespace) -> dict[str, Any]:
+    setting = {name: getattr(args, name, None) for name in _OBJECTIVE_OPTIONS}
+    if setting["data"] is not None:
+        setting["data"] = str(Path(setting["data"]).resolve())
+    setting["drop"] = list(setting["drop"] or ())
+    return json.loads(json.dumps(setting, default=str))  # as it reads back
+
+
+def _check_log_setting(path: Path, setting: dict[str, Any]) -> None:
+    """A log resumes only the objective it was written for: its first line records the
+    options that define it; a log of other options is refused, naming them."""
+    if path.exists() and path.stat().st_size > 0:
+        with path.open(encoding="utf-8") as lines:
+            try:
+                written = json.loads(lines.readline()).get("setting")
+            except (ValueError, AttributeError):
+                written = None
+        if written is not None and written != setting:
+            changed = ", ".join(
+                f"--{name.replace('_', '-')} {written.get(name)!r} (now {value!r})"
+                for name, value in setting.items()
+                if written.get(name) != value
+            )
+            raise ValueError(
+                f"--log {path} holds the scores of another setting: {changed}; give another "
+                "file, or the options it was written with to resume it"
+            )
+        return
+    with path.open("a", encoding="utf-8") as file:
+        file.write(json.dumps({"setting": setting}) + "\n")
 
 
 def _race(

@@ -151,13 +151,22 @@ def test_a_trained_search_writes_a_log_that_a_rerun_reuses(tmp_path):
     assert report["bounds"] == pytest.approx(list(bounds))
     grid = np.geomspace(*bounds, 4)
     assert sum(np.isclose(row["lambda"], grid).any() for row in report["evaluations"]) == 4
-    assert len(log.read_text().splitlines()) == len(report["evaluations"])
+    # One line per evaluation after the first, which records the options it was made with.
+    assert len(log.read_text().splitlines()) == 1 + len(report["evaluations"])
 
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     # Every evaluation comes back from the log, timings included: nothing was retrained.
     assert json.loads(again.stdout)["evaluations"] == report["evaluations"]
-    assert len(log.read_text().splitlines()) == len(report["evaluations"])
+    assert len(log.read_text().splitlines()) == 1 + len(report["evaluations"])
+
+    # With other training options the log's scores are another objective's: refused.
+    written = log.read_text()
+    other = run_cli(*[("40" if a == "3" and args[i - 1] == "--epochs" else a)
+                      for i, a in enumerate(args)])
+    assert other.returncode != 0
+    assert "holds the scores of another setting: --epochs 3 (now 40)" in other.stderr
+    assert log.read_text() == written
 
 
 def test_table_output_and_two_worker_processes(table):
