@@ -155,12 +155,11 @@ def check_random_state(name: str, value: Any) -> Any:
     Generator (returned as given)."""
     if value is None or isinstance(value, np.random.SeedSequence | np.random.Generator):
         return value
+    message = f"{name} must be None, an integer >= 0 or a numpy Generator, got {value!r}"
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(
-            f"{name} must be None, an integer >= 0 or a numpy Generator, got {value!r}"
-        )
+        raise TypeError(message)
     if value < 0:
-        raise ValueError(f"{name} must be None, an integer >= 0 or a numpy Generator, got {value!r}")
+        raise ValueError(message)
     return value
 
 

@@ -12,6 +12,7 @@ import torch
 
 from l2optim import _compat
 from l2optim._validation import check_bool, check_callable, check_count, check_random_state
+from l2optim.selection._trainer import FoldTrainer
 
 __all__ = ["KFoldObjective", "kfold_objective", "kfold_splits"]
 
@@ -239,11 +240,10 @@ def kfold_objective(
         workers = check_count("workers", workers, low=1)
         if executor is not None:
             raise ValueError("give either workers or executor, not both")
-    rows = getattr(fit_score, "X", None)  # a FoldTrainer knows its rows
-    if rows is not None and hasattr(rows, "__len__") and n_samples != len(rows):
+    if isinstance(fit_score, FoldTrainer) and n_samples != len(fit_score.X):
         raise ValueError(
-            f"n_samples={n_samples!r} differs from the {len(rows)} rows of "
-            f"{type(fit_score).__name__}'s X: the folds would leave rows out or index past them"
+            f"n_samples={n_samples!r} differs from the {len(fit_score.X)} rows of "
+            "FoldTrainer's X: the folds would leave rows out or index past them"
         )
     splits = kfold_splits(n_samples, folds, shuffle=shuffle, random_state=random_state)
     return KFoldObjective(fit_score, splits, executor, workers)

@@ -50,6 +50,10 @@ def _as_score(value: Any) -> float:
     return score if math.isfinite(score) else math.inf
 
 
+class NoScoreError(ValueError):
+    """A training function's run ended before it yielded any score."""
+
+
 class _Run:
     """One generator, the score it last yielded and how many it yielded.
 
@@ -93,10 +97,6 @@ class _Run:
             self.grad_enabled = torch.is_grad_enabled()
             torch.set_grad_enabled(caller)
         return self.last, drawn
-
-
-class NoScoreError(ValueError):
-    """A training function's run ended before it yielded any score."""
 
 
 class RunHost:
